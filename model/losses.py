@@ -1,0 +1,131 @@
+"""Self-supervised losses of DAIF-Net (published terms and weights as defaults).
+
+- reconstruction: the input stack re-rendered from the predicted AIF and depth, compared with the input by
+  ``alpha * (1 - SSIM) / 2 + (1 - alpha) * L1``;
+- coarse AIF: for each pixel, the input pixel whose predicted defocus is smallest (soft-argmin over the
+  stack, so that it is differentiable in depth); the AIF is pulled towards it;
+- sharpness ("blur") of the AIF and of the coarse AIF: minus the mean absolute Laplacian of Gaussian;
+- edge-aware smoothness of the mean-normalised inverse depth, weighted by ``exp(-beta |grad I|)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = [
+    "LossWeights",
+    "ssim_map",
+    "recon_loss",
+    "soft_coarse_aif",
+    "log_sharpness",
+    "edge_aware_smoothness",
+]
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """Weights of the loss terms (published defaults: recon 1e3, AIF blur 10, coarse-AIF blur 10,
+    smoothness 10 with beta 2.5). ``coarse`` (AIF to coarse-AIF L1) is not in the published list."""
+
+    recon: float = 1e3
+    aif_blur: float = 10.0
+    coarse_blur: float = 10.0
+    smooth: float = 10.0
+    smooth_beta: float = 2.5
+    coarse: float = 1.0
+    ssim_alpha: float = 0.85
+    coarse_temperature_px: float = 0.5
+
+
+def _gauss_window(size: int, sigma: float, device: torch.device, dtype: torch.dtype) -> Tensor:
+    x = torch.arange(size, device=device, dtype=dtype) - (size - 1) / 2
+    g = torch.exp(-(x**2) / (2 * sigma**2))
+    g = g / g.sum()
+    return (g[:, None] * g[None, :])[None, None]
+
+
+def ssim_map(x: Tensor, y: Tensor, window: int = 7, sigma: float = 1.5) -> Tensor:
+    """Per-pixel SSIM of ``x`` and ``y`` (``(N, C, H, W)`` in [0, 1]); returns ``(N, C, H, W)``."""
+    c = x.shape[1]
+    w = _gauss_window(window, sigma, x.device, x.dtype).expand(c, 1, window, window)
+    pad = window // 2
+
+    def filt(t: Tensor) -> Tensor:
+        return F.conv2d(F.pad(t, (pad, pad, pad, pad), mode="reflect"), w, groups=c)
+
+    mx, my = filt(x), filt(y)
+    sxx = filt(x * x) - mx * mx
+    syy = filt(y * y) - my * my
+    sxy = filt(x * y) - mx * my
+    c1, c2 = 0.01**2, 0.03**2
+    return ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx * mx + my * my + c1) * (sxx + syy + c2))
+
+
+def recon_loss(rendered: Tensor, target: Tensor, alpha: float = 0.85) -> Tensor:
+    """``alpha (1 - SSIM)/2 + (1 - alpha) L1`` between stacks ``(B, S, C, H, W)``; a scalar."""
+    b, s, c, h, w = target.shape
+    r = rendered.reshape(b * s, c, h, w)
+    t = target.reshape(b * s, c, h, w)
+    dssim = ((1 - ssim_map(r, t)) / 2).clamp(0, 1)
+    return (alpha * dssim + (1 - alpha) * (r - t).abs()).mean()
+
+
+def soft_coarse_aif(images: Tensor, sigma: Tensor, temperature_px: float = 0.5) -> Tensor:
+    """Coarse AIF: per pixel, the input image with the smallest predicted blur (soft-argmin).
+
+    Args:
+        images: ``(B, S, C, H, W)`` input stack.
+        sigma: ``(B, S, H, W)`` predicted blur of each slice, pixels.
+        temperature_px: softness of the argmin, pixels (0 gives the hard argmin).
+
+    Returns:
+        ``(B, C, H, W)``.
+    """
+    if temperature_px <= 0:
+        idx = sigma.argmin(dim=1, keepdim=True)  # (B,1,H,W)
+        return torch.gather(images, 1, idx.unsqueeze(2).expand(-1, -1, images.shape[2], -1, -1)).squeeze(1)
+    w = torch.softmax(-sigma / temperature_px, dim=1).unsqueeze(2)
+    return (w * images).sum(dim=1)
+
+
+_LOG_KERNEL_CACHE: dict[tuple[torch.device, torch.dtype], Tensor] = {}
+
+
+def _log_kernel(device: torch.device, dtype: torch.dtype, size: int = 5, sigma: float = 1.0) -> Tensor:
+    key = (device, dtype)
+    if key not in _LOG_KERNEL_CACHE:
+        x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+        xx, yy = torch.meshgrid(x, x, indexing="ij")
+        r2 = xx**2 + yy**2
+        k = (r2 - 2 * sigma**2) / sigma**4 * torch.exp(-r2 / (2 * sigma**2))
+        k = k - k.mean()  # zero response to a constant image
+        _LOG_KERNEL_CACHE[key] = k.to(device=device, dtype=dtype)[None, None]
+    return _LOG_KERNEL_CACHE[key]
+
+
+def log_sharpness(image: Tensor) -> Tensor:
+    """Sharpness loss: minus the mean absolute Laplacian of Gaussian of the grey image (``(B,C,H,W)``)."""
+    grey = image.mean(dim=1, keepdim=True)
+    k = _log_kernel(image.device, image.dtype)
+    return -F.conv2d(F.pad(grey, (2, 2, 2, 2), mode="reflect"), k).abs().mean()
+
+
+def edge_aware_smoothness(depth_m: Tensor, image: Tensor, beta: float = 2.5) -> Tensor:
+    """Edge-aware smoothness of the mean-normalised inverse depth.
+
+    Args:
+        depth_m: ``(B, 1, H, W)`` metres.
+        image: ``(B, C, H, W)`` guide (the predicted AIF).
+        beta: edge sensitivity.
+    """
+    disp = 1.0 / depth_m
+    disp = disp / (disp.mean(dim=(2, 3), keepdim=True) + 1e-7)
+    dx = (disp[..., :, 1:] - disp[..., :, :-1]).abs()
+    dy = (disp[..., 1:, :] - disp[..., :-1, :]).abs()
+    ix = (image[..., :, 1:] - image[..., :, :-1]).abs().mean(1, keepdim=True)
+    iy = (image[..., 1:, :] - image[..., :-1, :]).abs().mean(1, keepdim=True)
+    return (dx * torch.exp(-beta * ix)).mean() + (dy * torch.exp(-beta * iy)).mean()

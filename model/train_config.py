@@ -1,0 +1,81 @@
+"""The one config object of ``python -m model.train`` (YAML file + ``key=value`` overrides)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from model.losses import LossWeights
+
+__all__ = ["TrainConfig"]
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs; saved beside every checkpoint as ``config.yaml``.
+
+    Paths are relative to the working directory. ``lens: null`` means the shipped default lens.
+    """
+
+    out_dir: str = "runs/daifnet"
+    lens: str | None = None
+    focus_m: list[float] = field(default_factory=lambda: [1.0, 1.5, 2.5, 4.0, 6.0])
+    near_m: float | None = None
+    far_m: float | None = None
+    width: int = 16
+    depth: int = 4
+
+    # data: "synthetic" (procedural scenes, rendered on the fly), "folder" (your focal-stack/1 folders
+    # under data_dir, e.g. recorded by device.capture --record) or "rgbd" (an RGB-D folder rendered on the fly)
+    data: str = "synthetic"
+    data_dir: str | None = None
+    focus_mode: str = "fixed"  # "fixed": the focus_m above (optionally jittered); "bins": one per focus bin
+    focus_jitter: float = 0.0  # relative jitter of the focus distances in dioptres (fixed mode)
+    stack_size_min: int = 5
+    stack_size_max: int = 5
+    crop: int = 128
+    scene_near_m: float | None = None
+    scene_far_m: float | None = None
+    noise: float = 0.01
+
+    batch_size: int = 8
+    steps: int = 20000
+    lr: float = 5e-4
+    weight_decay: float = 5e-4
+    warmup_steps: int = 200
+    grad_clip: float = 1.0
+    max_psf_radius: int = 24
+    amp: bool = True
+    num_workers: int = 1
+    seed: int = 0
+    device: str | None = None
+
+    init: str | None = None  # start from this checkpoint's weights (fine-tuning)
+    resume: bool = True  # continue from out_dir/last.pt when it exists
+
+    log_every: int = 25
+    ckpt_every: int = 250
+    val_every: int = 500
+    val_stacks: int = 16
+    image_every: int = 500
+
+    loss: LossWeights = field(default_factory=LossWeights)
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` for inconsistent settings, before any work is done."""
+        if self.data not in ("synthetic", "folder", "rgbd"):
+            raise ValueError(f"data must be synthetic, folder or rgbd, got {self.data!r}")
+        if self.data in ("folder", "rgbd") and not self.data_dir:
+            raise ValueError(f"data={self.data} needs data_dir=PATH")
+        if self.focus_mode not in ("fixed", "bins"):
+            raise ValueError(f"focus_mode must be fixed or bins, got {self.focus_mode!r}")
+        if len(self.focus_m) < 2:
+            raise ValueError("focus_m needs at least 2 focus distances")
+        if not 2 <= self.stack_size_min <= self.stack_size_max:
+            raise ValueError("need 2 <= stack_size_min <= stack_size_max")
+        for k in ("batch_size", "steps", "crop", "log_every", "ckpt_every", "val_every", "image_every", "max_psf_radius"):
+            if getattr(self, k) < 1:
+                raise ValueError(f"{k} must be >= 1")
+        if self.crop % 16:
+            raise ValueError(f"crop must be a multiple of 16, got {self.crop}")
+        if self.lr <= 0:
+            raise ValueError("lr must be positive")

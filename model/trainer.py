@@ -1,0 +1,373 @@
+"""The training logic behind ``python -m model.train`` (monodepth2-style ``Trainer``).
+
+One step: the network predicts AIF and depth from the stack; the thin-lens model turns depth into a blur
+map per slice; the Gaussian PSF re-renders the stack from the AIF; the losses of :mod:`model.losses`
+compare it with the input. No depth or AIF ground truth is used for training (synthetic data carries
+depth only for the validation numbers).
+
+Checkpoints (``last.pt`` every ``ckpt_every`` steps and on Ctrl-C/SIGTERM, ``best.pt`` by validation
+AbsRel) are atomic and carry the lens, the focus distances and the config; ``config.yaml`` is written
+beside them. A run restarted with the same ``out_dir`` resumes from ``last.pt``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import signal
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+import yaml
+
+from model.atomic import atomic_write_text
+from model.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from model.config import config_to_dict
+from model.errors import CheckpointError
+from model.lens import LensProfile
+from model.losses import edge_aware_smoothness, log_sharpness, recon_loss, soft_coarse_aif
+from model.metrics import aggregate, depth_metrics
+from model.network import DAIFNet, NetConfig
+from model.optics import defocus_sigma_map, working_range_m
+from model.train_config import TrainConfig
+
+__all__ = ["Trainer", "default_lens_path"]
+
+log = logging.getLogger(__name__)
+
+
+def default_lens_path() -> Path:
+    """The lens profile shipped with the default model."""
+    return Path(__file__).resolve().parent / "default" / "lens.json"
+
+
+def _lr_lambda(warmup: int, total: int):
+    def f(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        t = min(1.0, (step - warmup) / max(1, total - warmup))
+        return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * t))
+
+    return f
+
+
+class Trainer:
+    """Builds the network, data, optimiser and logging from a :class:`TrainConfig` and trains.
+
+    Args:
+        cfg: the run's config (validated here).
+        progress: show a progress bar (rank 0 only).
+    """
+
+    def __init__(self, cfg: TrainConfig, progress: bool = True) -> None:
+        cfg.validate()
+        self.cfg = cfg
+        self.progress = progress
+        self.out_dir = Path(cfg.out_dir)
+        self._setup_distributed()
+        self.device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        if self.device.type == "cuda" and self.world_size > 1:
+            self.device = torch.device("cuda", self.local_rank)
+            torch.cuda.set_device(self.device)
+        torch.manual_seed(cfg.seed + self.rank)
+        np.random.seed(cfg.seed + self.rank)
+
+        self.lens = LensProfile.load(cfg.lens) if cfg.lens else LensProfile.load(default_lens_path())
+        self.focus_m = sorted(float(f) for f in cfg.focus_m)
+        near, far = working_range_m(self.focus_m, self.lens)
+        near = cfg.near_m or near
+        far = cfg.far_m or far
+        self.step = 0
+        self.best_abs_rel = math.inf
+        init_state = None
+        if cfg.init:
+            init = load_checkpoint(cfg.init)
+            net_cfg = init.net.config
+            init_state = init.net.state_dict()
+            log.info("fine-tuning from %s (step %d)", cfg.init, init.step)
+        else:
+            net_cfg = NetConfig(width=cfg.width, depth=cfg.depth, near_m=near, far_m=far)
+        self.net = DAIFNet(net_cfg).to(self.device)
+        if init_state is not None:
+            self.net.load_state_dict(init_state)
+        self.optimizer = torch.optim.AdamW(self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _lr_lambda(cfg.warmup_steps, cfg.steps))
+        self.use_amp = bool(cfg.amp and self.device.type == "cuda")
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        if cfg.resume:
+            self._maybe_resume()
+        self.model: torch.nn.Module = self.net
+        if self.world_size > 1:
+            self.model = torch.nn.parallel.DistributedDataParallel(
+                self.net, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
+        self._stop = False
+        self.writer = None
+
+    # ------------------------------------------------------------------ setup
+
+    def _setup_distributed(self) -> None:
+        self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        if self.world_size > 1 and not torch.distributed.is_initialized():
+            backend = "nccl" if torch.cuda.is_available() else "gloo"
+            torch.distributed.init_process_group(backend)
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def _maybe_resume(self) -> None:
+        last = self.out_dir / "last.pt"
+        if not last.is_file():
+            return
+        obj = read_checkpoint(last, map_location=self.device)
+        saved_lens = LensProfile.from_dict(obj["lens"])
+        if saved_lens.thin_lens_dict() != self.lens.thin_lens_dict() or sorted(obj["focus_m"]) != self.focus_m:
+            raise CheckpointError(
+                f"{last}: was trained for another lens or other focus distances; use a new out_dir or resume=false"
+            )
+        self.net.load_state_dict(obj["state_dict"])
+        if "optimizer" in obj:
+            self.optimizer.load_state_dict(obj["optimizer"])
+        if "scheduler" in obj:
+            self.scheduler.load_state_dict(obj["scheduler"])
+        self.step = int(obj.get("step", 0))
+        self.best_abs_rel = float(obj.get("best_abs_rel", math.inf))
+        log.info("resumed from %s at step %d", last, self.step)
+
+    def _dataset(self, seed: int):
+        from model import data as data_mod
+
+        cfg = self.cfg
+        common: dict[str, Any] = dict(
+            lens=self.lens,
+            focus_m=self.focus_m,
+            focus_mode=cfg.focus_mode,
+            focus_jitter=cfg.focus_jitter,
+            stack_size=(cfg.stack_size_min, cfg.stack_size_max),
+            crop=cfg.crop,
+            noise=cfg.noise,
+            batch_size=cfg.batch_size,
+            seed=seed,
+            max_psf_radius=cfg.max_psf_radius,
+            scene_near_m=cfg.scene_near_m,
+            scene_far_m=cfg.scene_far_m,
+            working_range_m=(self.net.config.near_m, self.net.config.far_m),
+        )
+        return data_mod.build_training_data(cfg.data, cfg.data_dir, **common)
+
+    def _batches(self) -> Iterator[dict[str, torch.Tensor]]:
+        ds = self._dataset(seed=self.cfg.seed * 1000003 + self.step * 7 + self.rank)
+        loader = torch.utils.data.DataLoader(
+            ds,
+            batch_size=None,
+            num_workers=self.cfg.num_workers,
+            persistent_workers=self.cfg.num_workers > 0,
+            prefetch_factor=2 if self.cfg.num_workers > 0 else None,
+        )
+        while True:
+            yield from loader
+
+    # ------------------------------------------------------------------ one step
+
+    def process_batch(self, batch: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """Forward pass and losses. Returns ``(outputs, losses)``; ``losses["total"]`` is optimised."""
+        from model.render import psf_window_radius, render_stack
+
+        images = batch["images"].to(self.device, non_blocking=True)
+        focus = batch["focus_m"].to(self.device, non_blocking=True)
+        with torch.autocast(self.device.type, enabled=self.use_amp, dtype=torch.float16):
+            out = self.model(images, focus)
+        aif = out.aif.float()
+        depth = out.depth_m.float()
+        sigma = defocus_sigma_map(depth, focus, self.lens)
+        radius = min(psf_window_radius(float(sigma.detach().max())), self.cfg.max_psf_radius)
+        rendered = render_stack(aif, sigma, radius=radius)
+        outputs = {"aif": aif, "depth_m": depth, "sigma": sigma, "rendered": rendered, "images": images}
+        return outputs, self.compute_losses(images, outputs)
+
+    def compute_losses(self, images: torch.Tensor, outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The weighted loss terms (see :mod:`model.losses`)."""
+        w = self.cfg.loss
+        recon = recon_loss(outputs["rendered"], images, w.ssim_alpha)
+        coarse = soft_coarse_aif(images, outputs["sigma"], w.coarse_temperature_px)
+        aif = outputs["aif"]
+        terms = {
+            "recon": recon,
+            "coarse": (aif - coarse.detach()).abs().mean(),
+            "aif_blur": log_sharpness(aif),
+            "coarse_blur": log_sharpness(coarse),
+            "smooth": edge_aware_smoothness(outputs["depth_m"], aif, w.smooth_beta),
+        }
+        total = (
+            w.recon * terms["recon"]
+            + w.coarse * terms["coarse"]
+            + w.aif_blur * terms["aif_blur"]
+            + w.coarse_blur * terms["coarse_blur"]
+            + w.smooth * terms["smooth"]
+        )
+        terms["total"] = total
+        return terms
+
+    # ------------------------------------------------------------------ validation, logging, saving
+
+    def _val_set(self) -> list[dict[str, torch.Tensor]]:
+        if not hasattr(self, "_val_cache"):
+            cfg = self.cfg
+            n_batches = max(1, math.ceil(cfg.val_stacks / cfg.batch_size))
+            if cfg.data == "synthetic":
+                ds = self._dataset(seed=987654321)
+                it = iter(ds)
+                self._val_cache = [next(it) for _ in range(n_batches)]
+            else:
+                self._val_cache = []
+        return self._val_cache
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """Depth metrics on a fixed synthetic validation set (diagnostic only; not used for training)."""
+        batches = self._val_set()
+        if not batches:
+            return {}
+        self.net.eval()
+        rows, recon = [], []
+        for batch in batches:
+            outputs, losses = self.process_batch(batch)
+            recon.append(float(losses["recon"]))
+            if "depth" in batch:
+                gt = batch["depth"].numpy()
+                pred = outputs["depth_m"].cpu().numpy()
+                for i in range(pred.shape[0]):
+                    try:
+                        rows.append(depth_metrics(pred[i, 0], gt[i, 0]))
+                    except ValueError:
+                        pass
+        self.net.train()
+        res = aggregate(rows) if rows else {}
+        res["recon"] = float(np.mean(recon))
+        return res
+
+    def _log_images(self, outputs: dict[str, torch.Tensor]) -> None:
+        if self.writer is None:
+            return
+        from model.visualize import colorize_depth
+
+        net_cfg = self.net.config
+        img = outputs["images"][0]
+        self.writer.add_images("input", img.clamp(0, 1), self.step)
+        self.writer.add_images("rendered", outputs["rendered"][0].detach().clamp(0, 1), self.step)
+        self.writer.add_image("aif", outputs["aif"][0].detach().clamp(0, 1), self.step)
+        depth = outputs["depth_m"][0, 0].detach().cpu().numpy()
+        rgb = colorize_depth(depth, net_cfg.near_m, net_cfg.far_m)
+        self.writer.add_image("depth", torch.from_numpy(rgb).permute(2, 0, 1), self.step)
+        resid = (outputs["rendered"][0] - img).abs().mean(dim=(0, 1), keepdim=True)[0].detach()
+        self.writer.add_image("residual", (resid * 10).clamp(0, 1), self.step)
+
+    def save(self, name: str = "last.pt", slim: bool = False) -> Path:
+        """Save a checkpoint in ``out_dir`` (atomic). ``slim`` leaves out the optimiser state."""
+        path = self.out_dir / name
+        save_checkpoint(
+            path,
+            self.net,
+            self.lens,
+            self.focus_m,
+            config=config_to_dict(self.cfg),
+            step=self.step,
+            optimizer=None if slim else self.optimizer.state_dict(),
+            scheduler=None if slim else self.scheduler.state_dict(),
+            extra={"best_abs_rel": self.best_abs_rel, "metrics": getattr(self, "last_metrics", {})},
+        )
+        return path
+
+    def _write_config(self) -> None:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.out_dir / "config.yaml", yaml.safe_dump(config_to_dict(self.cfg), sort_keys=False))
+        self.lens.save(self.out_dir / "lens.json")
+
+    def _install_signal_handlers(self) -> None:
+        def handler(signum: int, frame: Any) -> None:
+            log.warning("signal %d: saving and stopping after this step", signum)
+            self._stop = True
+
+        try:
+            signal.signal(signal.SIGTERM, handler)
+            signal.signal(signal.SIGINT, handler)
+        except ValueError:  # not the main thread (tests)
+            pass
+
+    # ------------------------------------------------------------------ loop
+
+    def train(self) -> dict[str, float]:
+        """Train until ``cfg.steps``; returns the last validation metrics."""
+        from tqdm import tqdm
+
+        cfg = self.cfg
+        if self.is_main:
+            self._write_config()
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.writer = SummaryWriter(str(self.out_dir / "tb"), purge_step=self.step)
+            except ImportError:
+                log.warning("tensorboard is not installed: no TensorBoard logs (pip install tensorboard)")
+        self._install_signal_handlers()
+        self.net.train()
+        metrics: dict[str, float] = {}
+        if self.step >= cfg.steps:
+            log.info("already at step %d of %d", self.step, cfg.steps)
+            return self.validate() if self.is_main else {}
+        bar = tqdm(total=cfg.steps, initial=self.step, disable=not (self.progress and self.is_main), unit="step", dynamic_ncols=True)
+        t0, n0 = time.time(), self.step
+        batches = self._batches()
+        try:
+            for batch in batches:
+                outputs, losses = self.process_batch(batch)
+                self.optimizer.zero_grad(set_to_none=True)
+                self.scaler.scale(losses["total"]).backward()
+                self.scaler.unscale_(self.optimizer)
+                torch.nn.utils.clip_grad_norm_(self.net.parameters(), cfg.grad_clip)
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+                self.scheduler.step()
+                self.step += 1
+                bar.update(1)
+                if not torch.isfinite(losses["total"]):
+                    raise FloatingPointError(f"loss became {float(losses['total'])} at step {self.step}")
+                if self.is_main and self.step % cfg.log_every == 0:
+                    rate = (self.step - n0) * cfg.batch_size / max(1e-6, time.time() - t0)
+                    bar.set_postfix(loss=f"{float(losses['total']):.3f}", recon=f"{float(losses['recon']):.4f}", stacks_s=f"{rate:.2f}")
+                    if self.writer:
+                        for k, v in losses.items():
+                            self.writer.add_scalar(f"loss/{k}", float(v), self.step)
+                        self.writer.add_scalar("lr", self.scheduler.get_last_lr()[0], self.step)
+                        self.writer.add_scalar("stacks_per_s", rate, self.step)
+                if self.is_main and self.step % cfg.image_every == 0:
+                    self._log_images(outputs)
+                if self.is_main and (self.step % cfg.val_every == 0 or self.step == cfg.steps):
+                    metrics = self.validate()
+                    self.last_metrics = metrics
+                    if self.writer:
+                        for k, v in metrics.items():
+                            self.writer.add_scalar(f"val/{k}", v, self.step)
+                    log.info("step %d val %s", self.step, {k: round(v, 4) for k, v in metrics.items()})
+                    if metrics.get("abs_rel", math.inf) < self.best_abs_rel:
+                        self.best_abs_rel = metrics["abs_rel"]
+                        self.save("best.pt", slim=True)
+                if self.is_main and (self.step % cfg.ckpt_every == 0 or self.step == cfg.steps or self._stop):
+                    self.save("last.pt")
+                if self._stop or self.step >= cfg.steps:
+                    break
+        finally:
+            bar.close()
+            if self.writer:
+                self.writer.flush()
+        if self.world_size > 1:
+            torch.distributed.barrier()
+        return metrics
