@@ -1,0 +1,34 @@
+import pytest
+
+from model.config import config_to_dict, load_config
+from model.errors import FormatError
+from model.train_config import TrainConfig
+
+
+def test_yaml_and_overrides(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("steps: 10\ncrop: 32\nloss:\n  recon: 100\n")
+    cfg = load_config(TrainConfig, p, ["batch_size=2", "loss.smooth=1", "focus_m=[1, 2, 3]"])
+    assert (cfg.steps, cfg.crop, cfg.batch_size) == (10, 32, 2)
+    assert cfg.loss.recon == 100 and cfg.loss.smooth == 1 and cfg.focus_m == [1.0, 2.0, 3.0]
+    assert config_to_dict(cfg)["loss"]["recon"] == 100
+
+
+def test_unknown_keys_and_bad_types(tmp_path):
+    with pytest.raises(ValueError, match="unknown config key"):
+        load_config(TrainConfig, None, ["stpes=3"])
+    with pytest.raises(ValueError, match="integer"):
+        load_config(TrainConfig, None, ["steps=many"])
+    p = tmp_path / "bad.yaml"
+    p.write_text("crop: [1, 2\n")
+    with pytest.raises(FormatError, match="bad.yaml"):
+        load_config(TrainConfig, p)
+
+
+def test_validate():
+    cfg = load_config(TrainConfig, None, ["crop=30"])
+    with pytest.raises(ValueError, match="multiple of 16"):
+        cfg.validate()
+    cfg = load_config(TrainConfig, None, ["data=folder"])
+    with pytest.raises(ValueError, match="data_dir"):
+        cfg.validate()
