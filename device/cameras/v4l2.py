@@ -279,8 +279,9 @@ class V4L2Camera(Camera):
         """Command ``focus_absolute`` (rounded to the control's step; the commanded value is what is reported)."""
         info = self._focus_info
         step = max(1, info.step)
-        snapped = info.minimum + round((float(value) - info.minimum) / step) * step
-        super().set_focus_control(min(max(snapped, info.minimum), info.maximum))
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value == value:
+            value = info.minimum + round((float(value) - info.minimum) / step) * step
+        super().set_focus_control(value)
 
     def wait_settled(self, timeout_s: float | None = None) -> None:
         """Sleep ``settle_time_s`` after the command, then drop ``flush_frames`` queued frames."""
