@@ -71,6 +71,7 @@ log = logging.getLogger(__name__)
 PLUGIN_SOURCE_DIR = Path(__file__).resolve().parent / "plugins"
 GAUSS_PSF_DIR = PLUGIN_SOURCE_DIR / "gaussPsf"
 PLUGIN_LIBRARY = "libgausspsf_trt.so"
+PLUGIN_LIBRARY_TRT8 = "libgausspsf_trt8.so"
 HOST_LIBRARY = "libgausspsf_host.so"
 CHECK_PROGRAM = "gausspsf_plugin_check"
 
@@ -97,25 +98,30 @@ class BuildConfig:
     ``build_dir`` None builds into the cache (``cache_root()/<hash>``). ``cuda_archs`` is a
     ``CMAKE_CUDA_ARCHITECTURES`` list such as ``"87"`` (Jetson Orin) or ``"75;80;86;87;89;90"``.
     ``trt_include_dir`` None finds the TensorRT headers (see :func:`find_tensorrt_include_dir`).
+    ``trt8`` builds ``libgausspsf_trt8.so``, the TensorRT 8.5 ``IPluginV2DynamicExt`` variant (JetPack 5),
+    against ``trt8_include_dir`` (default: ``trt_include_dir``) and ``nvinfer_library`` (default: found).
     """
 
     plugin: bool = True
     host: bool = True
     checks: bool = False
+    trt8: bool = False
     cuda_archs: str = DEFAULT_CUDA_ARCHS
     trt_include_dir: Path | None = None
+    trt8_include_dir: Path | None = None
+    nvinfer_library: Path | None = None
     build_dir: Path | None = None
     jobs: int | None = None
     timeout_s: float = 3600.0
 
     def validate(self) -> None:
         """Raise ``ValueError`` for options that cannot work."""
-        if not (self.plugin or self.host or self.checks):
-            raise ValueError("nothing to build: enable plugin, host or checks")
+        if not (self.plugin or self.host or self.checks or self.trt8):
+            raise ValueError("nothing to build: enable plugin, host, checks or trt8")
         if self.checks and not (self.plugin and self.host):
             raise ValueError("checks need both the plugin and the host library")
         archs = [a for a in self.cuda_archs.split(";") if a]
-        if self.plugin and not archs:
+        if (self.plugin or self.trt8) and not archs:
             raise ValueError("cuda_archs is empty")
         for arch in archs:
             digits = arch.split("-")[0].rstrip("af")
@@ -244,6 +250,8 @@ def _products(config: BuildConfig) -> list[str]:
     names = []
     if config.plugin:
         names.append(PLUGIN_LIBRARY)
+    if config.trt8:
+        names.append(PLUGIN_LIBRARY_TRT8)
     if config.host:
         names.append(HOST_LIBRARY)
     if config.checks:
@@ -270,7 +278,8 @@ def build(config: BuildConfig = BuildConfig()) -> Path:
     missing tool (cmake, nvcc, CUDA or TensorRT headers) or carrying the tail of the compiler output.
     """
     config.validate()
-    missing = missing_build_tools(plugin=config.plugin)
+    needs_nvcc = config.plugin or config.trt8
+    missing = missing_build_tools(plugin=needs_nvcc)
     if missing:
         raise PluginBuildError("cannot build the GaussPSF native code, missing: " + "; ".join(missing))
     cmake = find_cmake()
@@ -278,8 +287,9 @@ def build(config: BuildConfig = BuildConfig()) -> Path:
     cuda_include = find_cuda_include_dir()
     if cmake is None or cuda_include is None:  # checked above; kept for type narrowing
         raise PluginBuildError("cmake or the CUDA headers disappeared during the build")
-    trt_include = config.trt_include_dir or (find_tensorrt_include_dir() if config.plugin else None)
-    if config.plugin and (trt_include is None or not (Path(trt_include) / "NvInferRuntime.h").is_file()):
+    trt_include = config.trt_include_dir or (find_tensorrt_include_dir() if needs_nvcc else None)
+    needs_trt = config.plugin or (config.trt8 and config.trt8_include_dir is None)
+    if needs_trt and (trt_include is None or not (Path(trt_include) / "NvInferRuntime.h").is_file()):
         raise PluginBuildError(f"no NvInferRuntime.h in {trt_include}")
     tools = {"cmake": str(cmake), "nvcc": str(nvcc), "cuda_include": str(cuda_include), "trt": str(trt_include)}
     key = _build_key(config, tools)
@@ -301,15 +311,20 @@ def build(config: BuildConfig = BuildConfig()) -> Path:
             f"-DGAUSSPSF_BUILD_PLUGIN={'ON' if config.plugin else 'OFF'}",
             f"-DGAUSSPSF_BUILD_HOST={'ON' if config.host else 'OFF'}",
             f"-DGAUSSPSF_BUILD_CHECKS={'ON' if config.checks else 'OFF'}",
+            f"-DGAUSSPSF_BUILD_TRT8={'ON' if config.trt8 else 'OFF'}",
             f"-DGAUSSPSF_CUDA_ARCHS={config.cuda_archs}",
             f"-DCMAKE_CUDA_ARCHITECTURES={config.cuda_archs}",
             f"-DGAUSSPSF_PYTHON={sys.executable}",
             f"-DCUDAToolkit_ROOT={cuda_root}",
         ]
-        if config.plugin:
+        if needs_nvcc:
             configure += [f"-DCMAKE_CUDA_COMPILER={nvcc}", f"-DTRT_INCLUDE_DIR={trt_include}"]
+        if config.trt8_include_dir is not None:
+            configure.append(f"-DTRT8_INCLUDE_DIR={config.trt8_include_dir}")
+        if config.nvinfer_library is not None:
+            configure.append(f"-DGAUSSPSF_NVINFER_LIBRARY={config.nvinfer_library}")
         what = ", ".join(_products(config))
-        log.info("building %s (CUDA archs %s) in %s", what, config.cuda_archs if config.plugin else "-", build_dir)
+        log.info("building %s (CUDA archs %s) in %s", what, config.cuda_archs if needs_nvcc else "-", build_dir)
         _run(configure, build_dir, config.timeout_s, "CMake configure")
         jobs = config.jobs or max(1, min(os.cpu_count() or 1, 8))
         _run([str(cmake), "--build", str(build_dir), "-j", str(jobs)], build_dir, config.timeout_s, "CMake build")
@@ -318,7 +333,8 @@ def build(config: BuildConfig = BuildConfig()) -> Path:
                 raise PluginBuildError(f"the build finished but {build_dir / name} is missing")
         from model.atomic import atomic_write_json
 
-        atomic_write_json(stamp, {"key": key, "config": asdict(config), "tools": tools})
+        record = json.loads(json.dumps({"key": key, "config": asdict(config), "tools": tools}, default=str))
+        atomic_write_json(stamp, record)
     return build_dir
 
 

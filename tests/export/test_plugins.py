@@ -288,6 +288,30 @@ def test_plugin_self_check(build_dir) -> None:
     assert gpu <= passed or ("SKIP gpu_enqueue" in result.stdout and "enqueue_without_gpu_reported" in passed)
 
 
+def test_trt8_variant_compiles(build_dir) -> None:
+    """The JetPack 5 IPluginV2DynamicExt variant compiles and links (against the TensorRT 10 headers here).
+
+    It is not loaded: the only TensorRT runtime here is the 11.x lean runtime, which has no IPluginV2.
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec("tensorrt_lean_libs")
+    libs = sorted(Path(p).glob("libnvinfer_lean.so*") for p in (spec.submodule_search_locations or [])) if spec else []
+    nvinfer = next((path for group in libs for path in group), None)
+    if nvinfer is None:
+        pytest.skip("no libnvinfer to link against (pip install tensorrt-lean-cu13)")
+    out = psf_ext.build(BuildConfig(plugin=False, host=False, trt8=True, cuda_archs=TEST_ARCHS,
+                                    nvinfer_library=nvinfer))
+    lib = out / psf_ext.PLUGIN_LIBRARY_TRT8
+    assert lib.is_file()
+    readelf = shutil.which("readelf")
+    if readelf is not None:
+        dynamic = subprocess.run([readelf, "-d", "--dyn-syms", str(lib)], capture_output=True, text=True,
+                                 check=True).stdout
+        assert "libnvinfer" in dynamic and "libcudart" in dynamic
+        assert "getPluginRegistry" in dynamic  # the self-registering creator calls it at load time
+
+
 LEAN_SCRIPT = textwrap.dedent("""
     import json, sys
     import numpy as np

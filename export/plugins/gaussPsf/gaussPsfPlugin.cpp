@@ -4,6 +4,7 @@
 #include "gaussPsfPlugin.h"
 #include "gaussPsfKernel.h"
 #include "gaussPsfMath.h"
+#include "gaussPsfPluginCommon.h"
 
 #include <atomic>
 #include <climits>
@@ -26,82 +27,6 @@ namespace
 {
 
 std::atomic<ILoggerFinder*> gLoggerFinder{nullptr};
-
-constexpr int32_t kNbInputs = 2;
-constexpr int32_t kNbOutputs = 1;
-constexpr int32_t kRank = 4;
-
-void checkRadius(int32_t radius)
-{
-    if (radius < 0 || radius > kMaxRadius)
-    {
-        throw std::invalid_argument(
-            "radius must be in [0, " + std::to_string(kMaxRadius) + "], got " + std::to_string(radius));
-    }
-}
-
-void checkCounts(int32_t nbInputs, int32_t nbOutputs)
-{
-    if (nbInputs != kNbInputs || nbOutputs != kNbOutputs)
-    {
-        throw std::invalid_argument("expects 2 inputs (image, sigma) and 1 output, got " + std::to_string(nbInputs)
-            + " inputs and " + std::to_string(nbOutputs) + " outputs");
-    }
-}
-
-//! Checks image (N, C, H, W) against sigma (N, 1, H, W); dimensions < 0 (unknown at build time) are skipped.
-void checkShapes(Dims const& image, Dims const& sigma)
-{
-    if (image.nbDims != kRank || sigma.nbDims != kRank)
-    {
-        throw std::invalid_argument("image and sigma must be 4-D (N, C, H, W) and (N, 1, H, W), got ranks "
-            + std::to_string(image.nbDims) + " and " + std::to_string(sigma.nbDims));
-    }
-    if (sigma.d[1] >= 0 && sigma.d[1] != 1)
-    {
-        throw std::invalid_argument("sigma must have 1 channel, got " + std::to_string(sigma.d[1]));
-    }
-    for (int32_t i : {0, 2, 3})
-    {
-        if (image.d[i] >= 0 && sigma.d[i] >= 0 && image.d[i] != sigma.d[i])
-        {
-            throw std::invalid_argument("image and sigma differ in dimension " + std::to_string(i) + ": "
-                + std::to_string(image.d[i]) + " vs " + std::to_string(sigma.d[i]));
-        }
-    }
-}
-
-bool isSupportedType(DataType type)
-{
-    return type == DataType::kFLOAT || type == DataType::kHALF;
-}
-
-//! Reads one integer field (int32 or int64) into a checked int32.
-int32_t readIntField(PluginField const& field)
-{
-    if (field.data == nullptr || field.length != 1)
-    {
-        throw std::invalid_argument(std::string("field '") + field.name + "' must hold exactly one value");
-    }
-    int64_t value = 0;
-    if (field.type == PluginFieldType::kINT32)
-    {
-        value = *static_cast<int32_t const*>(field.data);
-    }
-    else if (field.type == PluginFieldType::kINT64)
-    {
-        value = *static_cast<int64_t const*>(field.data);
-    }
-    else
-    {
-        throw std::invalid_argument(std::string("field '") + field.name + "' must be INT32 (or INT64)");
-    }
-    if (value < INT32_MIN || value > INT32_MAX)
-    {
-        throw std::invalid_argument(std::string("field '") + field.name + "' is out of the int32 range");
-    }
-    return static_cast<int32_t>(value);
-}
 
 } // namespace
 
@@ -309,19 +234,11 @@ int32_t GaussPsfPlugin::enqueue(PluginTensorDesc const* inputDesc, PluginTensorD
 {
     try
     {
-        Dims const& dims = inputDesc[0].dims;
-        checkShapes(dims, inputDesc[1].dims);
-        for (int32_t i = 0; i < kRank; ++i)
-        {
-            if (dims.d[i] < 0 || dims.d[i] > INT32_MAX)
-            {
-                throw std::invalid_argument("dimension " + std::to_string(i) + " out of range");
-            }
-        }
-        auto const n = static_cast<int32_t>(dims.d[0]);
-        auto const c = static_cast<int32_t>(dims.d[1]);
-        auto const h = static_cast<int32_t>(dims.d[2]);
-        auto const w = static_cast<int32_t>(dims.d[3]);
+        ConcreteShape const shape = concreteShape(inputDesc[0].dims, inputDesc[1].dims);
+        auto const n = shape.n;
+        auto const c = shape.c;
+        auto const h = shape.h;
+        auto const w = shape.w;
         cudaError_t status = cudaErrorInvalidValue;
         if (inputDesc[0].type == DataType::kFLOAT)
         {
@@ -407,25 +324,7 @@ IPluginV3* GaussPsfPluginCreator::createPlugin(
 {
     try
     {
-        if (fc == nullptr || (fc->nbFields > 0 && fc->fields == nullptr))
-        {
-            throw std::invalid_argument("no plugin fields given; field 'radius' is required");
-        }
-        bool haveRadius = false;
-        int32_t radius = 0;
-        for (int32_t i = 0; i < fc->nbFields; ++i)
-        {
-            PluginField const& field = fc->fields[i];
-            if (field.name != nullptr && std::string(field.name) == kRadiusField)
-            {
-                radius = readIntField(field);
-                haveRadius = true;
-            }
-        }
-        if (!haveRadius)
-        {
-            throw std::invalid_argument("field 'radius' is required");
-        }
+        int32_t const radius = radiusFromFields(fc);
         return new GaussPsfPlugin(radius);
     }
     catch (std::exception const& e)

@@ -12,6 +12,7 @@
 #define GAUSS_PSF_PLUGIN_H
 
 #include "NvInferRuntime.h"
+#include "gaussPsfPluginCommon.h"
 
 #include <cstdint>
 #include <string>
@@ -20,10 +21,7 @@
 namespace gausspsf
 {
 
-constexpr char const* kPluginName = "GaussPSF";
-constexpr char const* kPluginVersion = "1";
 constexpr char const* kPluginNamespace = "";
-constexpr char const* kRadiusField = "radius";
 
 //! Reports an error through the TensorRT logger given to setLoggerFinder(), else to stderr.
 void reportError(char const* where, char const* message) noexcept;
