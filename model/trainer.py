@@ -240,7 +240,7 @@ class Trainer:
         rows, recon = [], []
         for batch in batches:
             outputs, losses = self.process_batch(batch)
-            recon.append(float(losses["recon"]))
+            recon.append(losses["recon"].item())
             if "depth" in batch:
                 gt = batch["depth"].numpy()
                 pred = outputs["depth_m"].cpu().numpy()
@@ -339,13 +339,13 @@ class Trainer:
                 self.step += 1
                 bar.update(1)
                 if not torch.isfinite(losses["total"]):
-                    raise FloatingPointError(f"loss became {float(losses['total'])} at step {self.step}")
+                    raise FloatingPointError(f"loss became {losses['total'].item()} at step {self.step}")
                 if self.is_main and self.step % cfg.log_every == 0:
                     rate = (self.step - n0) * cfg.batch_size / max(1e-6, time.time() - t0)
-                    bar.set_postfix(loss=f"{float(losses['total']):.3f}", recon=f"{float(losses['recon']):.4f}", stacks_s=f"{rate:.2f}")
+                    bar.set_postfix(loss=f"{losses['total'].item():.3f}", recon=f"{losses['recon'].item():.4f}", stacks_s=f"{rate:.2f}")
                     if self.writer:
                         for k, v in losses.items():
-                            self.writer.add_scalar(f"loss/{k}", float(v), self.step)
+                            self.writer.add_scalar(f"loss/{k}", v.item(), self.step)
                         self.writer.add_scalar("lr", self.scheduler.get_last_lr()[0], self.step)
                         self.writer.add_scalar("stacks_per_s", rate, self.step)
                 if self.is_main and self.step % cfg.image_every == 0:

@@ -35,3 +35,13 @@ def small_stack(lens):
     depth[0, 0] = np.nan
     return FocalStack(images=images, focus_m=np.array([1.0, 1.5, 2.5, 4.0, 6.0]), lens=lens, depth=depth,
                       aif=images[2])
+
+
+@pytest.fixture
+def tiny_checkpoint(tmp_path, lens):
+    """An untrained, tiny DAIF-Net checkpoint for the test lens (fast to run)."""
+    from model.checkpoint import save_checkpoint
+    from model.network import DAIFNet, NetConfig
+
+    net = DAIFNet(NetConfig(width=4, depth=2, near_m=0.5, far_m=12.0))
+    return save_checkpoint(tmp_path / "tiny.pt", net, lens, [1.0, 1.5, 2.5, 4.0, 6.0], config={"note": "test"})

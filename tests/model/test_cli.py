@@ -1,0 +1,87 @@
+"""predict / evaluate / info / train command lines: outputs as in FORMATS.md, clean errors."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from model.formats import FocalStack, read_image, write_stack
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run(*args, timeout=120):
+    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                          env={"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
+
+
+@pytest.fixture
+def dataset(tmp_path, small_stack):
+    write_stack(tmp_path / "data" / "a" / "s1", small_stack)
+    nogt = FocalStack(images=small_stack.images, focus_m=small_stack.focus_m, lens=small_stack.lens)
+    write_stack(tmp_path / "data" / "b", nogt)
+    return tmp_path / "data"
+
+
+def test_predict_writes_formats(tmp_path, dataset, tiny_checkpoint):
+    from model.predict import main
+
+    assert main(["--data", str(dataset), "--out", str(tmp_path / "out"), "--checkpoint", str(tiny_checkpoint)]) == 0
+    for rel in ("a/s1", "b"):
+        d = tmp_path / "out" / rel
+        depth = np.load(d / "depth.npy")
+        assert depth.dtype == np.float32 and depth.shape == (40, 48) and np.all(depth > 0)
+        conf = np.load(d / "confidence.npy")
+        assert conf.shape == (40, 48) and conf.min() >= 0 and conf.max() <= 1
+        assert read_image(d / "aif.png").shape == (40, 48, 3)
+        assert (d / "depth.png").stat().st_size > 1000 and (d / "figure.png").stat().st_size > 1000
+    # refuses to overwrite, and --overwrite replaces
+    with pytest.raises(FileExistsError):
+        main(["--data", str(dataset), "--out", str(tmp_path / "out"), "--checkpoint", str(tiny_checkpoint)])
+    assert main(["--data", str(dataset), "--out", str(tmp_path / "out"), "--checkpoint", str(tiny_checkpoint),
+                 "--overwrite", "--no-figures"]) == 0
+
+
+def test_evaluate_reports_metrics_and_heldout(dataset, tiny_checkpoint, capsys):
+    from model.evaluate import evaluate_folder, main
+
+    res = evaluate_folder(dataset, tiny_checkpoint, baseline=True)
+    assert res["model"]["stacks"] == 1 and 0 <= res["model"]["d1"] <= 1
+    assert "baseline" in res and "aif" in res
+    assert res["heldout"]["stacks"] == 1 and res["heldout"]["psnr"] > 0
+    assert main(["--data", str(dataset), "--checkpoint", str(tiny_checkpoint), "--json"]) == 0
+    assert "abs_rel" in json.loads(capsys.readouterr().out)["model"]
+
+
+def test_info_json(tiny_checkpoint):
+    r = _run("-m", "model.info", "--checkpoint", str(tiny_checkpoint), "--json")
+    assert r.returncode == 0, r.stderr
+    info = json.loads(r.stdout)
+    assert info["lens"]["format"] == "lens/1" and info["focus_distances_m"] == [1.0, 1.5, 2.5, 4.0, 6.0]
+
+
+def test_clean_errors_no_traceback(tmp_path, dataset, tiny_checkpoint):
+    r = _run("-m", "model.predict", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "o"), "--checkpoint", str(tiny_checkpoint))
+    assert r.returncode == 2 and "error:" in r.stderr and "Traceback" not in r.stderr
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"x")
+    r = _run("-m", "model.info", "--checkpoint", str(bad))
+    assert r.returncode == 2 and "bad.pt" in r.stderr and "Traceback" not in r.stderr
+    # a stack taken with another lens is refused, naming the file
+    other = tmp_path / "other"
+    st = FocalStack(images=np.random.rand(3, 16, 16, 3).astype(np.float32), focus_m=np.array([1.0, 2.0, 4.0]),
+                    lens=__import__("model.lens", fromlist=["LensProfile"]).LensProfile(0.016, 1.4, 1.2e-5))
+    write_stack(other / "s", st)
+    r = _run("-m", "model.evaluate", "--data", str(other), "--checkpoint", str(tiny_checkpoint))
+    assert r.returncode == 2 and "lens differs" in r.stderr and "stack.json" in r.stderr
+    r = _run("-m", "model.train", "stpes=3")
+    assert r.returncode == 2 and "unknown config key" in r.stderr
+
+
+def test_help_is_fast():
+    for mod in ("model.predict", "model.evaluate", "model.info", "model.train"):
+        r = _run("-m", mod, "--help", timeout=20)
+        assert r.returncode == 0 and "usage" in r.stdout
