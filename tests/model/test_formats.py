@@ -115,3 +115,17 @@ def test_gray_and_8bit_images(tmp_path):
 def test_find_stacks_missing_root(tmp_path):
     with pytest.raises(FileNotFoundError):
         find_stacks(tmp_path / "nothing")
+
+
+def test_atomic_files_get_normal_permissions(tmp_path, small_stack):
+    from model.atomic import atomic_write_text
+
+    old = os.umask(0o022)
+    try:
+        p = atomic_write_text(tmp_path / "x.txt", "hi")
+        folder = write_stack(tmp_path / "s", small_stack)
+    finally:
+        os.umask(old)
+    assert oct(p.stat().st_mode & 0o777) == oct(0o644)
+    assert oct(folder.stat().st_mode & 0o777) == oct(0o755)
+    assert oct((folder / "stack.json").stat().st_mode & 0o777) == oct(0o644)
