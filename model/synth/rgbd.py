@@ -1,0 +1,129 @@
+"""Reading an RGB-D folder (e.g. NYUv2 exported to files) as all-in-focus images with metric depth.
+
+Layout (searched recursively; the pairing is by name)::
+
+    root/
+      kitchen_0001_rgb.png       colour image: PNG or JPEG, 8 or 16 bit
+      kitchen_0001_depth.png     depth: 16-bit PNG in millimetres (0 = unknown)      -- or --
+      kitchen_0001_depth.npy     depth: float array in metres, or integer array in millimetres
+                                 (0, NaN, inf and negative values = unknown)
+      sub/folder/x_rgb.jpg + sub/folder/x_depth.npy ...
+
+``NAME_rgb.<png|jpg|jpeg>`` pairs with ``NAME_depth.<npy|png>`` in the same folder (``.npy`` wins
+if both exist). The depth map must have the colour image's size. An 8-bit depth PNG is refused (its
+unit would be a guess). Colour images without a depth file are skipped with a warning.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from model.errors import FormatError
+from model.formats import read_image
+
+__all__ = ["RGBDPair", "find_rgbd_pairs", "read_depth", "read_rgbd", "RGB_SUFFIXES"]
+
+log = logging.getLogger(__name__)
+
+RGB_SUFFIXES = ("_rgb.png", "_rgb.jpg", "_rgb.jpeg")
+
+
+@dataclass(frozen=True)
+class RGBDPair:
+    """Paths of one colour image and its depth map."""
+
+    rgb: Path
+    depth: Path
+
+    @property
+    def name(self) -> str:
+        """The shared ``NAME`` prefix."""
+        n = self.rgb.name
+        return n[: n.lower().rfind("_rgb.")]
+
+
+def find_rgbd_pairs(root: str | os.PathLike[str]) -> list[RGBDPair]:
+    """All ``NAME_rgb.*`` / ``NAME_depth.*`` pairs under ``root``, sorted by path.
+
+    Raises:
+        FileNotFoundError: ``root`` does not exist.
+        ValueError: no pair was found.
+    """
+    root = Path(root)
+    if not root.exists():
+        raise FileNotFoundError(f"{root}: no such folder")
+    pairs: list[RGBDPair] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        names = set(filenames)
+        for fn in sorted(filenames):
+            low = fn.lower()
+            suffix = next((s for s in RGB_SUFFIXES if low.endswith(s)), None)
+            if suffix is None:
+                continue
+            stem = fn[: len(fn) - len(suffix)]
+            depth = next((stem + s for s in ("_depth.npy", "_depth.png") if stem + s in names), None)
+            if depth is None:
+                log.warning("%s: no %s_depth.npy or %s_depth.png beside it; skipped", Path(dirpath) / fn, stem, stem)
+                continue
+            pairs.append(RGBDPair(Path(dirpath) / fn, Path(dirpath) / depth))
+    if not pairs:
+        raise ValueError(f"{root}: no RGB-D pairs found (expected NAME_rgb.png + NAME_depth.npy|png)")
+    return sorted(pairs, key=lambda p: str(p.rgb))
+
+
+def read_depth(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read a depth file as float32 ``(H, W)`` metres, NaN where unknown.
+
+    ``.npy``: float = metres, integer = millimetres. ``.png``: 16-bit millimetres.
+    Raises :class:`FormatError` naming the file.
+    """
+    import cv2
+
+    path = Path(path)
+    if path.suffix.lower() == ".npy":
+        try:
+            d = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise FormatError(path, "depth", f"unreadable: {e}") from None
+        if d.ndim == 3 and d.shape[2] == 1:
+            d = d[:, :, 0]
+        if d.ndim != 2:
+            raise FormatError(path, "depth", f"expected an (H, W) array, got shape {d.shape}")
+        if d.dtype.kind in "iu":
+            d = d.astype(np.float32) / 1000.0
+        elif d.dtype.kind == "f":
+            d = d.astype(np.float32)
+        else:
+            raise FormatError(path, "depth", f"unsupported dtype {d.dtype}")
+    elif path.suffix.lower() == ".png":
+        raw = cv2.imdecode(np.fromfile(str(path), dtype=np.uint8), cv2.IMREAD_UNCHANGED) if path.is_file() else None
+        if raw is None:
+            raise FormatError(path, "depth", "unreadable image")
+        if raw.dtype != np.uint16:
+            raise FormatError(path, "depth", f"expected a 16-bit PNG in millimetres, got {raw.dtype}")
+        if raw.ndim == 3:
+            raw = raw[:, :, 0]
+        d = raw.astype(np.float32) / 1000.0
+    else:
+        raise FormatError(path, "depth", "expected a .npy or .png depth file")
+    d[~np.isfinite(d) | (d <= 0)] = np.nan
+    return d
+
+
+def read_rgbd(pair: RGBDPair) -> tuple[np.ndarray, np.ndarray]:
+    """Read one pair: ``(rgb float32 (H, W, 3) in [0, 1], depth float32 (H, W) metres, NaN unknown)``.
+
+    Raises :class:`FormatError` if either file is unreadable or the sizes differ.
+    """
+    rgb = read_image(pair.rgb, key="rgb")
+    depth = read_depth(pair.depth)
+    if depth.shape != rgb.shape[:2]:
+        raise FormatError(pair.depth, "depth", f"size {depth.shape[1]}x{depth.shape[0]} differs from the colour image's "
+                          f"{rgb.shape[1]}x{rgb.shape[0]}")
+    return rgb, depth
