@@ -255,7 +255,12 @@ def render_batch(
     rng: np.random.Generator | None = None,
     max_psf_radius: int | None = None,
 ) -> torch.Tensor:
-    """Render stacks with the training renderer (:func:`model.render.render_stack`).
+    """Render stacks with the training renderer (the gather-form Gaussian of :mod:`model.render`).
+
+    Equivalent to :func:`model.render.render_stack` with the blur :func:`model.optics.coc_sigma_px`
+    gives, except that every frame gets the window radius *its own* largest blur needs
+    (:func:`model.render.psf_window_radius`, capped at ``max_psf_radius``) instead of the batch's
+    largest: frames focused near most of the scene render much faster.
 
     Args:
         aif: float32 ``(B, H, W, 3)`` in [0, 1].
@@ -269,17 +274,25 @@ def render_batch(
         float32 tensor ``(B, S, 3, H, W)`` in [0, 1].
     """
     from model.optics import defocus_sigma_map
-    from model.render import psf_window_radius, render_stack
+    from model.render import gauss_psf, psf_window_radius
 
     a = torch.from_numpy(np.ascontiguousarray(aif, np.float32)).permute(0, 3, 1, 2).contiguous()
     d = torch.from_numpy(np.ascontiguousarray(depth, np.float32))[:, None]
     f = torch.from_numpy(np.asarray(focus_m, np.float32))
+    b, c, h, w = a.shape
     with torch.no_grad():
-        sigma = defocus_sigma_map(d, f, lens)
-        radius = psf_window_radius(float(sigma.max()))
+        sigma = defocus_sigma_map(d, f, lens)  # (B, S, H, W)
+        s = sigma.shape[1]
+        sig = sigma.reshape(b * s, 1, h, w)
+        img = a.repeat_interleave(s, dim=0)
+        radii = [psf_window_radius(float(m)) for m in sig.amax(dim=(1, 2, 3))]
         if max_psf_radius is not None:
-            radius = min(radius, int(max_psf_radius))
-        out = render_stack(a, sigma, radius=radius)
+            radii = [min(r, int(max_psf_radius)) for r in radii]
+        out = torch.empty(b * s, c, h, w)
+        for r in sorted(set(radii)):
+            idx = torch.tensor([i for i, x in enumerate(radii) if x == r])
+            out[idx] = gauss_psf(img[idx], sig[idx], radius=r)
+        out = out.reshape(b, s, c, h, w)
         if not noise.is_zero:
             if rng is None:
                 raise ValueError("rng is required when noise is applied")
