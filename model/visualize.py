@@ -18,19 +18,23 @@ from model.atomic import atomic_write_bytes
 __all__ = ["colorize_depth", "depth_png_with_scale", "prediction_panel"]
 
 
-def colorize_depth(depth_m: np.ndarray, near_m: float, far_m: float, cmap: str = "turbo_r") -> np.ndarray:
+def _fraction(depth_m: np.ndarray | float, near_m: float, far_m: float) -> np.ndarray:
+    """Position of a depth on the colour scale: 0 at ``far_m``, 1 at ``near_m``, linear in inverse depth."""
+    return (1.0 / np.asarray(depth_m, np.float64) - 1.0 / far_m) / (1.0 / near_m - 1.0 / far_m)
+
+
+def colorize_depth(depth_m: np.ndarray, near_m: float, far_m: float, cmap: str = "turbo") -> np.ndarray:
     """Colour-map metric depth (``(H, W)`` metres) in inverse depth between ``near_m`` and ``far_m``.
 
-    Near is red, far is blue (``turbo_r``); unknown pixels (NaN, <= 0) are black. Returns ``(H, W, 3)``
+    Near is red, far is blue (``turbo``); unknown pixels (NaN, <= 0) are black. Returns ``(H, W, 3)``
     float32 in [0, 1].
     """
     from matplotlib import colormaps
 
     d = np.asarray(depth_m, np.float64)
     valid = np.isfinite(d) & (d > 0)
-    inv = np.where(valid, 1.0 / np.where(valid, d, 1.0), 0.0)
-    t = (inv - 1.0 / far_m) / (1.0 / near_m - 1.0 / far_m)
-    rgb = colormaps[cmap](1.0 - np.clip(t, 0, 1))[..., :3].astype(np.float32)
+    t = _fraction(np.where(valid, d, far_m), near_m, far_m)
+    rgb = colormaps[cmap](np.clip(t, 0, 1))[..., :3].astype(np.float32)
     rgb[~valid] = 0.0
     return rgb
 
@@ -46,10 +50,15 @@ def _depth_axes(ax, fig, depth_m: np.ndarray, near_m: float, far_m: float, title
     # colour bar in metres: ticks placed in inverse depth, labelled in metres
     sm = ScalarMappable(norm=Normalize(0, 1), cmap=colormaps["turbo"])
     cb = fig.colorbar(sm, ax=ax, fraction=0.046, pad=0.02)
-    ticks_m = [m for m in (0.5, 0.75, 1, 1.5, 2, 3, 4, 6, 8, 12, 20, 50) if near_m <= m <= far_m]
-    inv = lambda m: (1 / m - 1 / far_m) / (1 / near_m - 1 / far_m)  # noqa: E731
-    cb.set_ticks([1 - inv(m) for m in ticks_m])
-    cb.set_ticklabels([f"{m:g} m" for m in ticks_m])
+    candidates = [near_m] + [m for m in (0.3, 0.5, 0.75, 1, 1.5, 2, 3, 4, 6, 10, 20, 50) if near_m < m < far_m] + [far_m]
+    ticks_m: list[float] = []
+    for m in candidates:  # keep ticks at least 7% of the bar apart
+        if not ticks_m or abs(float(_fraction(m, near_m, far_m)) - float(_fraction(ticks_m[-1], near_m, far_m))) > 0.07:
+            ticks_m.append(m)
+        elif m == far_m:  # the far end always gets its label
+            ticks_m[-1] = m
+    cb.set_ticks([float(_fraction(m, near_m, far_m)) for m in ticks_m])
+    cb.set_ticklabels([f"{m:.3g} m" for m in ticks_m])
     cb.ax.tick_params(labelsize=6)
 
 
