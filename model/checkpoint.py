@@ -167,8 +167,8 @@ def load_checkpoint(path: str | os.PathLike[str] | None = None, map_location: st
 def check_lens_matches(model_lens: LensProfile, data_lens: LensProfile, source: str, rel_tol: float = 0.05) -> None:
     """Refuse data taken with a different lens than the model was trained for.
 
-    The pixel pitch is compared after scaling the model's profile to the data's image size when both
-    sizes are known. Raises :class:`CheckpointError` naming ``source`` and the differing numbers.
+    Focal length, f-number and pixel pitch must agree within ``rel_tol``; the pitch is compared as
+    stored (a stack at another resolution must be resized to the model's pitch first). Raises :class:`CheckpointError` naming ``source`` and the differing numbers.
     """
     diffs = []
     for key in ("focal_length_m", "f_number", "pixel_pitch_m"):
