@@ -348,8 +348,7 @@ class _GaussPSFFunction(torch.autograd.Function):
                     if s == 1:
                         grad_image[j0:j1] = gx
                     else:
-                        idx = torch.arange(j0, j1, device=image.device) // s
-                        grad_image.index_add_(0, idx, gx)
+                        grad_image.index_add_(0, _owners(j0, j1, s, image.device), gx)
                 if grad_sigma is not None and b_flat is not None:
                     b_acc = plan.crop(b_flat)
                     x = _images_for(x_all, j0, j1, s)
@@ -361,12 +360,14 @@ class _GaussPSFFunction(torch.autograd.Function):
         return gi, gs, None
 
 
+def _owners(j0: int, j1: int, s: int, device: torch.device) -> Tensor:
+    """Index of the image each flattened slice ``j0..j1`` belongs to (slice ``j`` -> image ``j // s``)."""
+    return torch.arange(j0, j1, device=device) // s
+
+
 def _images_for(x_all: Tensor, j0: int, j1: int, s: int) -> Tensor:
-    """Images of the flattened slices ``j0..j1`` (slice ``j`` belongs to image ``j // s``)."""
-    if s == 1:
-        return x_all[j0:j1]
-    idx = torch.arange(j0, j1, device=x_all.device) // s
-    return x_all.index_select(0, idx)
+    """Images of the flattened slices ``j0..j1``: a view when ``s == 1``, else a gathered copy."""
+    return x_all[j0:j1] if s == 1 else x_all.index_select(0, _owners(j0, j1, s, x_all.device))
 
 
 # ----------------------------------------------------------------------------------------------- public
