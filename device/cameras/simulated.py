@@ -23,7 +23,7 @@ import math
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -296,9 +296,14 @@ class SimulatedCamera(Camera):
     # ------------------------------------------------------------------ scene
 
     def _at_size(self, lens: LensProfile) -> LensProfile:
-        if lens.image_size is not None and tuple(lens.image_size) != self._size:
+        """``lens`` for frames of the camera's size (a different aspect: the pitch follows the width)."""
+        if lens.image_size is None or tuple(lens.image_size) == self._size:
+            return lens
+        try:
             return lens.scaled_to(self._size)
-        return lens
+        except ValueError:
+            w0 = lens.image_size[0]
+            return replace(lens, pixel_pitch_m=lens.pixel_pitch_m * w0 / self._size[0], image_size=self._size)
 
     def set_scene(self, aif: np.ndarray, depth: np.ndarray) -> None:
         """Image a new scene: ``aif (H, W, 3)`` in [0, 1] and ``depth (H, W)`` metres (resized to the frame size).
@@ -531,7 +536,9 @@ class SimulatedCamera(Camera):
         return {"exposure_time_us": float(self.config.exposure_time_us), "analogue_gain": 1.0, "colour_gains": [1.0, 1.0]}
 
     def _close(self) -> None:
-        self._cache.clear()
+        cache = getattr(self, "_cache", None)
+        if cache is not None:
+            cache.clear()
 
     def describe(self) -> dict[str, Any]:
         d = super().describe()

@@ -1,0 +1,110 @@
+"""``python -m device.capture``: help, bad input, the headless demo, the live page, SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from model.formats import find_stacks, read_stack
+
+ROOT = Path(__file__).resolve().parents[2]
+FAST = ["--camera", "sim", "--camera-opt", "size=[80,60]", "--camera-opt", "realtime=false"]
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["OMP_NUM_THREADS"] = "1"
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def _run(args: list[str], timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "device.capture", *args], cwd=ROOT, env=_env(),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_help_is_fast_and_does_not_import_torch():
+    t0 = time.monotonic()
+    r = _run(["--help"])
+    assert r.returncode == 0 and "--live" in r.stdout and "--record" in r.stdout
+    assert time.monotonic() - t0 < 10
+    code = "import sys, device.capture; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=_env(), capture_output=True, text=True)
+    assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["--count", "0"], "--count must be >= 1"),
+    (["--lens", "/nonexistent/lens.json"], "lens profile not found"),
+    (["--camera-opt", "size"], "KEY=VALUE"),
+    (["--port", "70000"], "--port"),
+])
+def test_bad_input_exits_2_with_one_line(args, msg):
+    r = _run(args)
+    assert r.returncode == 2 and msg in r.stderr and "Traceback" not in r.stderr
+
+
+def test_unknown_camera_option_exits_2(tiny_checkpoint):
+    r = _run(FAST + ["--model", str(tiny_checkpoint), "--camera-opt", "zoom=2", "--count", "1"])
+    assert r.returncode == 2 and "unknown simulated-camera option(s) zoom" in r.stderr
+
+
+def test_headless_count_saves_predictions_records_stacks_and_prints_rates(tiny_checkpoint, tmp_path):
+    out, rec = tmp_path / "out", tmp_path / "rec"
+    r = _run(FAST + ["--model", str(tiny_checkpoint), "--count", "3", "--out", str(out), "--record", str(rec)])
+    assert r.returncode == 0, r.stderr
+    assert re.search(r"captured \d+ stacks \(\d+ frames\) from the sim camera in [\d.]+ s: [\d.]+ frames/s", r.stdout)
+    assert re.search(r"inference \(torch\): 3 stacks, \d+ ms mean", r.stdout)
+    assert "saved 3 predictions" in r.stdout and "recorded 3 stacks" in r.stdout
+    preds = sorted(p.name for p in out.iterdir())
+    assert preds == ["stack_000000", "stack_000001", "stack_000002"]
+    d = np.load(out / "stack_000000" / "depth.npy")
+    assert d.shape == (60, 80) and d.dtype == np.float32
+    stacks = find_stacks(rec)
+    assert len(stacks) == 3 and read_stack(stacks[0]).capture["camera"]["camera"] == "sim"
+
+
+def test_live_page_is_served_and_sigterm_stops_cleanly(tiny_checkpoint, tmp_path):
+    rec = tmp_path / "rec"
+    p = subprocess.Popen([sys.executable, "-m", "device.capture", *FAST, "--model", str(tiny_checkpoint), "--live",
+                          "--display", "web", "--port", "0", "--record", str(rec)],
+                         cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url = None
+        t0 = time.monotonic()
+        while url is None and time.monotonic() - t0 < 60:
+            line = p.stderr.readline()
+            m = re.search(r"live view: (http://127\.0\.0\.1:\d+/)", line)
+            if m:
+                url = m.group(1)
+            assert p.poll() is None, p.stderr.read()
+        assert url is not None
+        seq = 0
+        while seq < 2 and time.monotonic() - t0 < 60:
+            with urllib.request.urlopen(url + "state.json", timeout=5) as r:
+                seq = json.loads(r.read())["seq"]
+            time.sleep(0.1)
+        assert seq >= 2
+        with urllib.request.urlopen(url + "depth.png", timeout=5) as r:
+            assert r.read()[:4] == b"\x89PNG"
+        p.send_signal(signal.SIGTERM)
+        stdout, stderr = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 0, stderr
+    assert "stopped (SIGTERM)" in stderr and "Traceback" not in stderr
+    assert "captured" in stdout and "recorded" in stdout
+    for f in find_stacks(rec):  # every recorded stack is complete
+        assert read_stack(f).images.shape[0] == 5
+    assert not [q for q in rec.iterdir() if q.name.startswith(".")]
