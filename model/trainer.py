@@ -107,6 +107,7 @@ class Trainer:
                 self.net, device_ids=[self.device.index] if self.device.type == "cuda" else None
             )
         self._stop = False
+        self._saved_step = self.step
         self.writer = None
 
     # ------------------------------------------------------------------ setup
@@ -273,6 +274,8 @@ class Trainer:
     def save(self, name: str = "last.pt", slim: bool = False) -> Path:
         """Save a checkpoint in ``out_dir`` (atomic). ``slim`` leaves out the optimiser state."""
         path = self.out_dir / name
+        if name == "last.pt":
+            self._saved_step = self.step
         save_checkpoint(
             path,
             self.net,
@@ -364,6 +367,14 @@ class Trainer:
                     self.save("last.pt")
                 if self._stop or self.step >= cfg.steps:
                     break
+        except FloatingPointError:
+            raise  # never save diverged weights over a good checkpoint
+        except BaseException:
+            # e.g. a data-loader worker killed, Ctrl-C twice: keep the last finished step
+            if self.is_main and self.step > self._saved_step:
+                log.warning("stopping on an error at step %d: saving last.pt first", self.step)
+                self.save("last.pt")
+            raise
         finally:
             bar.close()
             if self.writer:

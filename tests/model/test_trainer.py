@@ -68,3 +68,19 @@ def test_finetune_from_checkpoint_on_folder(tmp_path, lens):
 def test_bad_config_fails_before_work(tmp_path):
     with pytest.raises(ValueError, match="data_dir"):
         Trainer(_cfg(tmp_path, "data=folder"), progress=False)
+
+
+def test_data_failure_saves_last_step(tmp_path, monkeypatch):
+    tr = Trainer(_cfg(tmp_path, "steps=5", "ckpt_every=100", "val_every=100", "image_every=100"), progress=False)
+    real = tr._batches
+
+    def failing():
+        it = real()
+        yield next(it)
+        yield next(it)
+        raise RuntimeError("DataLoader worker (pid 1) is killed by signal: Terminated.")
+
+    monkeypatch.setattr(tr, "_batches", failing)
+    with pytest.raises(RuntimeError, match="worker"):
+        tr.train()
+    assert read_checkpoint(tmp_path / "run" / "last.pt")["step"] == 2
