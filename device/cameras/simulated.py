@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import threading
 import time
 from collections import OrderedDict
@@ -235,7 +236,8 @@ class SimulatedCamera(Camera):
     Args:
         lens: the lens profile the caller uses (focus mapping, settle time); ``None`` takes the shipped
             model's profile. Its ``pixel_pitch_m`` refers to its ``image_size`` and is rescaled to ``size``.
-        scene: ``(aif (H, W, 3), depth (H, W) metres)`` to image instead of ``config.scene``.
+        scene: ``(aif (H, W, 3), depth (H, W) metres)`` to image, or a scene spec string (see
+            :class:`SimConfig`); default ``config.scene``.
         true_lens: the optics actually rendered (default: ``lens``).
         true_focus_control: the actual control-to-dioptre mapping (default: the profile's, else identity).
         config: a :class:`SimConfig`; or pass its fields as keyword options.
@@ -246,12 +248,15 @@ class SimulatedCamera(Camera):
     def __init__(
         self,
         lens: LensProfile | None = None,
-        scene: tuple[np.ndarray, np.ndarray] | None = None,
+        scene: tuple[np.ndarray, np.ndarray] | str | None = None,
         true_lens: LensProfile | None = None,
         true_focus_control: FocusControl | None = None,
         config: SimConfig | None = None,
         **opts: Any,
     ) -> None:
+        if isinstance(scene, (str, os.PathLike)):  # a scene spec rather than arrays
+            opts["scene"] = str(scene)
+            scene = None
         if config is not None and opts:
             raise TypeError("pass either config or keyword options, not both")
         cfg = config if config is not None else SimConfig.from_opts(opts)

@@ -184,3 +184,23 @@ def test_realtime_frames_arrive_at_the_frame_rate():
         ts = [cam.capture().timestamp_ns for _ in range(4)]
     dts = np.diff(ts) / 1e6
     assert np.all(dts >= 9.0) and np.all(dts <= 40.0)
+
+
+def test_rgbd_scenes_load_from_skimage_and_from_a_stack_folder(tmp_path):
+    from device.cameras.simulated import load_scene
+    from model.formats import FocalStack, write_stack
+
+    aif, depth = load_scene("motorcycle", (80, 60), (0.7, 10.0), np.random.default_rng(0))
+    assert aif.shape == (60, 80, 3) and depth.shape == (60, 80)
+    assert np.all(np.isfinite(depth)) and 1.0 < float(np.median(depth)) < 10.0  # Middlebury metric depth
+    a2, d2 = _chart(60, 80, 3.0)
+    lens = LensProfile(0.05, 8.0, 1.2e-5)
+    write_stack(tmp_path / "s", FocalStack(images=a2[None], focus_m=np.array([3.0]), lens=lens, depth=d2, aif=a2))
+    a3, d3 = load_scene(str(tmp_path / "s"), (80, 60), (0.7, 10.0), np.random.default_rng(0))
+    assert np.allclose(d3, 3.0) and np.abs(a3 - a2).max() < 1 / 255 + 1e-6
+    with pytest.raises(ValueError, match="procedural"):
+        load_scene("nowhere", (80, 60), (0.7, 10.0), np.random.default_rng(0))
+    with sim(scene="motorcycle") as cam:
+        cam.set_focus_distance(2.0)
+        cam.wait_settled()
+        assert cam.capture().image.shape == (60, 80, 3)
