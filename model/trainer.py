@@ -178,14 +178,20 @@ class Trainer:
 
     # ------------------------------------------------------------------ one step
 
-    def process_batch(self, batch: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-        """Forward pass and losses. Returns ``(outputs, losses)``; ``losses["total"]`` is optimised."""
+    def process_batch(
+        self, batch: dict[str, torch.Tensor], model: torch.nn.Module | None = None
+    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """Forward pass and losses. Returns ``(outputs, losses)``; ``losses["total"]`` is optimised.
+
+        ``model`` defaults to the training model (the DDP wrapper when distributed); validation passes the
+        bare network, since a DDP forward is a collective that only one rank would join.
+        """
         from model.render import psf_window_radius, render_stack
 
         images = batch["images"].to(self.device, non_blocking=True)
         focus = batch["focus_m"].to(self.device, non_blocking=True)
         with torch.autocast(self.device.type, enabled=self.use_amp, dtype=torch.float16):
-            out = self.model(images, focus)
+            out = (model or self.model)(images, focus)
         aif = out.aif.float()
         depth = out.depth_m.float()
         sigma = defocus_sigma_map(depth, focus, self.lens)
@@ -240,7 +246,7 @@ class Trainer:
         self.net.eval()
         rows, recon = [], []
         for batch in batches:
-            outputs, losses = self.process_batch(batch)
+            outputs, losses = self.process_batch(batch, model=self.net)
             recon.append(losses["recon"].item())
             if "depth" in batch:
                 gt = batch["depth"].numpy()

@@ -1,0 +1,119 @@
+"""Training-step and inference latency of DAIF-Net, with ratios against a baseline measured in the same run.
+
+Training step (forward, re-render, losses, backward) at B x 5 x H x W with this package's gather-form PSF
+renderer against the same step with the naive ``F.unfold`` renderer (K^2 copies of the image). Inference
+latency for one 5-frame stack (network only, and network + physics check). Medians over --repeats runs.
+
+usage: python benchmarks/bench_model.py [--size 128] [--batch 4] [--repeats 5] [--device cpu|cuda] [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def _median_time(fn, repeats: int, sync) -> float:
+    fn()  # warm-up
+    sync()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--size", type=int, default=128, help="training crop size (pixels)")
+    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
+    p.add_argument("--radius", type=int, default=12, help="PSF window radius for the training step")
+    args = p.parse_args()
+
+    import torch
+
+    from model import render
+    from model.confidence import confidence_from_residual
+    from model.lens import LensProfile
+    from model.losses import LossWeights
+    from model.network import DAIFNet, NetConfig
+    from model.optics import defocus_sigma_map
+    from model.trainer import Trainer, default_lens_path
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    dev = torch.device(args.device)
+    sync = (lambda: torch.cuda.synchronize()) if dev.type == "cuda" else (lambda: None)
+    lens = LensProfile.load(default_lens_path())
+    net = DAIFNet(NetConfig(near_m=0.5, far_m=12.0)).to(dev)
+    focus = torch.tensor([[1.0, 1.5, 2.5, 4.0, 6.0]], device=dev)
+    b, s = args.batch, 5
+    x = torch.rand(b, s, 3, args.size, args.size, device=dev)
+    f = focus.expand(b, s)
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
+
+    def step(renderer):
+        out = net(x, f)
+        sigma = defocus_sigma_map(out.depth_m, f, lens)
+        aif = out.aif
+        if renderer == "ours":
+            rendered = render.render_stack(aif, sigma, radius=args.radius)
+        else:
+            rendered = render.gauss_psf_unfold(
+                aif.unsqueeze(1).expand(b, s, 3, args.size, args.size).reshape(b * s, 3, args.size, args.size),
+                sigma.reshape(b * s, 1, args.size, args.size), args.radius).reshape(b, s, 3, args.size, args.size)
+        loss = (rendered - x).abs().mean() * LossWeights().recon
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    print(f"device {dev}, threads {torch.get_num_threads()}, DAIF-Net {sum(p.numel() for p in net.parameters()) / 1e6:.2f} M params")
+    print(f"\ntraining step, {b} x {s} x {args.size} x {args.size}, PSF radius {args.radius} (median of {args.repeats})")
+    t_ours = _median_time(lambda: step("ours"), args.repeats, sync)
+    t_unf = _median_time(lambda: step("unfold"), args.repeats, sync)
+    print(f"  {'renderer':<22}{'s/step':>10}{'stacks/hour':>14}{'ratio':>8}")
+    print(f"  {'unfold (baseline)':<22}{t_unf:>10.3f}{3600 * b / t_unf:>14.0f}{1.0:>8.2f}")
+    print(f"  {'gather (ours)':<22}{t_ours:>10.3f}{3600 * b / t_ours:>14.0f}{t_unf / t_ours:>8.2f}x")
+
+    net.eval()
+    h, w = 240, 320
+    xs = torch.rand(1, s, 3, h, w, device=dev)
+
+    def infer(check: str | None):
+        with torch.inference_mode():
+            out = net(xs, focus)
+            if check is None:
+                return
+            sigma = defocus_sigma_map(out.depth_m, focus, lens)
+            radius = min(render.psf_window_radius(float(sigma.max())), 32)
+            if check == "ours":
+                rendered = render.render_stack(out.aif, sigma, radius=radius)
+            else:
+                rendered = render.gauss_psf_unfold(out.aif.expand(s, 3, h, w), sigma.reshape(s, 1, h, w), radius).reshape(1, s, 3, h, w)
+            confidence_from_residual(xs, rendered)
+
+    print(f"\ninference, one stack 5 x {h} x {w} (median of {args.repeats})")
+    t_net = _median_time(lambda: infer(None), args.repeats, sync)
+    t_chk = _median_time(lambda: infer("ours"), args.repeats, sync)
+    print(f"  {'network only':<36}{t_net * 1e3:>10.1f} ms")
+    print(f"  {'network + physics check (ours)':<36}{t_chk * 1e3:>10.1f} ms")
+    try:
+        t_chk_unf = _median_time(lambda: infer("unfold"), max(1, args.repeats // 2), sync)
+        print(f"  {'network + physics check (unfold)':<36}{t_chk_unf * 1e3:>10.1f} ms   ratio unfold/ours {t_chk_unf / t_chk:.2f}x")
+    except RuntimeError as e:  # out of memory for large windows
+        print(f"  network + physics check (unfold): failed ({e})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
