@@ -273,7 +273,7 @@ class Trainer:
         self.writer.add_image("aif", outputs["aif"][0].detach().clamp(0, 1), self.step)
         depth = outputs["depth_m"][0, 0].detach().cpu().numpy()
         rgb = colorize_depth(depth, net_cfg.near_m, net_cfg.far_m)
-        self.writer.add_image("depth", torch.from_numpy(rgb).permute(2, 0, 1), self.step)
+        self.writer.add_image("depth", rgb, self.step, dataformats="HWC")
         resid = (outputs["rendered"][0] - img).abs().mean(dim=(0, 1), keepdim=True)[0].detach()
         self.writer.add_image("residual", (resid * 10).clamp(0, 1), self.step)
 

@@ -6,7 +6,9 @@ defocus (blur) maps, the re-rendered stack and the residual.
 
 from __future__ import annotations
 
+import functools
 import io
+import math
 import os
 from pathlib import Path
 from typing import Sequence
@@ -15,28 +17,87 @@ import numpy as np
 
 from model.atomic import atomic_write_bytes
 
-__all__ = ["colorize_depth", "depth_png_with_scale", "prediction_panel"]
+__all__ = [
+    "depth_to_unit",
+    "unit_to_depth",
+    "colorize_depth",
+    "colorize_confidence",
+    "depth_ticks",
+    "depth_png_with_scale",
+    "prediction_panel",
+]
 
 
-def _fraction(depth_m: np.ndarray | float, near_m: float, far_m: float) -> np.ndarray:
-    """Position of a depth on the colour scale: 0 at ``far_m``, 1 at ``near_m``, linear in inverse depth."""
-    return (1.0 / np.asarray(depth_m, np.float64) - 1.0 / far_m) / (1.0 / near_m - 1.0 / far_m)
+def _check_range(near_m: float, far_m: float) -> tuple[float, float]:
+    n, f = float(near_m), float(far_m)
+    if not (math.isfinite(n) and math.isfinite(f) and 0 < n < f):
+        raise ValueError(f"need 0 < near_m < far_m (finite metres), got near_m={near_m}, far_m={far_m}")
+    return n, f
+
+
+def depth_to_unit(depth_m: np.ndarray, near_m: float, far_m: float) -> np.ndarray:
+    """Map depth (metres) to ``t`` in [0, 1] linear in inverse depth: ``far -> 0``, ``near -> 1``; NaN stays NaN."""
+    n, f = _check_range(near_m, far_m)
+    d = np.asarray(depth_m, np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inv = np.where(np.isfinite(d) & (d > 0), 1.0 / d, np.nan)
+    return np.clip((inv - 1.0 / f) / (1.0 / n - 1.0 / f), 0.0, 1.0)
+
+
+def unit_to_depth(t: np.ndarray | float, near_m: float, far_m: float) -> np.ndarray:
+    """Inverse of :func:`depth_to_unit`: metres for ``t`` in [0, 1]."""
+    n, f = _check_range(near_m, far_m)
+    return 1.0 / (1.0 / f + np.asarray(t, np.float64) * (1.0 / n - 1.0 / f))
+
+
+@functools.lru_cache(maxsize=8)
+def _lut(cmap: str) -> np.ndarray:
+    from matplotlib import colormaps
+
+    lut = (colormaps[cmap](np.linspace(0.0, 1.0, 256))[:, :3] * 255.0 + 0.5).astype(np.uint8)
+    lut.setflags(write=False)
+    return lut
 
 
 def colorize_depth(depth_m: np.ndarray, near_m: float, far_m: float, cmap: str = "turbo") -> np.ndarray:
-    """Colour-map metric depth (``(H, W)`` metres) in inverse depth between ``near_m`` and ``far_m``.
+    """Colour-map ``depth_m`` ``(H, W)`` metres: ``(H, W, 3)`` uint8 RGB, near red, far blue, unknown black.
 
-    Near is red, far is blue (``turbo``); unknown pixels (NaN, <= 0) are black. Returns ``(H, W, 3)``
-    float32 in [0, 1].
+    Raises ``ValueError`` for a bad range or a non-2-D map.
     """
-    from matplotlib import colormaps
-
-    d = np.asarray(depth_m, np.float64)
-    valid = np.isfinite(d) & (d > 0)
-    t = _fraction(np.where(valid, d, far_m), near_m, far_m)
-    rgb = colormaps[cmap](np.clip(t, 0, 1))[..., :3].astype(np.float32)
-    rgb[~valid] = 0.0
+    d = np.asarray(depth_m)
+    if d.ndim != 2:
+        raise ValueError(f"depth must be (H, W), got {d.shape}")
+    t = depth_to_unit(d, near_m, far_m)
+    valid = np.isfinite(t)
+    idx = np.where(valid, np.rint(np.nan_to_num(t) * 255.0), 0).astype(np.uint8)
+    rgb = _lut(cmap)[idx]
+    rgb[~valid] = 0
     return rgb
+
+
+def colorize_confidence(confidence: np.ndarray, cmap: str = "magma") -> np.ndarray:
+    """Colour-map a confidence map ``(H, W)`` in [0, 1]: ``(H, W, 3)`` uint8 (dark = low, bright = high)."""
+    c = np.asarray(confidence, np.float64)
+    if c.ndim != 2:
+        raise ValueError(f"confidence must be (H, W), got {c.shape}")
+    idx = np.rint(np.clip(np.nan_to_num(c), 0.0, 1.0) * 255.0).astype(np.uint8)
+    return _lut(cmap)[idx]
+
+
+def depth_ticks(near_m: float, far_m: float, max_ticks: int = 7, min_gap: float = 0.09) -> list[float]:
+    """Tick values in metres for a depth scale: both ends, then round 1-2-5 values inside ``[near_m, far_m]``,
+    keeping ticks at least ``min_gap`` apart on the inverse-depth scale (so labels never overlap)."""
+    n, f = _check_range(near_m, far_m)
+    round_vals = [float(f"{m * 10.0**e:.6g}") for e in range(-3, 5) for m in (1.0, 2.0, 5.0)]
+    cands = [float(f"{n:.3g}"), float(f"{f:.3g}")] + [v for v in round_vals if n < v < f]
+    chosen: list[float] = []
+    pos: list[float] = []
+    for v in cands:
+        t = float(depth_to_unit(np.array(v), n, f))
+        if all(abs(t - p) >= min_gap for p in pos) and len(chosen) < max_ticks:
+            chosen.append(v)
+            pos.append(t)
+    return sorted(chosen)
 
 
 def _depth_axes(ax, fig, depth_m: np.ndarray, near_m: float, far_m: float, title: str) -> None:
@@ -50,15 +111,9 @@ def _depth_axes(ax, fig, depth_m: np.ndarray, near_m: float, far_m: float, title
     # colour bar in metres: ticks placed in inverse depth, labelled in metres
     sm = ScalarMappable(norm=Normalize(0, 1), cmap=colormaps["turbo"])
     cb = fig.colorbar(sm, ax=ax, fraction=0.046, pad=0.02)
-    candidates = [near_m] + [m for m in (0.3, 0.5, 0.75, 1, 1.5, 2, 3, 4, 6, 10, 20, 50) if near_m < m < far_m] + [far_m]
-    ticks_m: list[float] = []
-    for m in candidates:  # keep ticks at least 7% of the bar apart
-        if not ticks_m or abs(float(_fraction(m, near_m, far_m)) - float(_fraction(ticks_m[-1], near_m, far_m))) > 0.07:
-            ticks_m.append(m)
-        elif m == far_m:  # the far end always gets its label
-            ticks_m[-1] = m
-    cb.set_ticks([float(_fraction(m, near_m, far_m)) for m in ticks_m])
-    cb.set_ticklabels([f"{m:.3g} m" for m in ticks_m])
+    ticks_m = depth_ticks(near_m, far_m)
+    cb.set_ticks([float(t) for t in depth_to_unit(np.array(ticks_m), near_m, far_m)])
+    cb.set_ticklabels([f"{m:g} m" for m in ticks_m])
     cb.ax.tick_params(labelsize=6)
 
 
