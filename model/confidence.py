@@ -72,10 +72,11 @@ def physics_check(
 
     ``max_radius`` caps the PSF window (pixels) for speed; ``None`` sizes it from the largest blur.
     """
-    from model.render import psf_window_radius, render_stack
+    from model.render import MAX_RADIUS_PX, psf_window_radius, render_stack
 
     sigma = defocus_sigma_map(depth_m, focus_m, lens)
-    radius = psf_window_radius(float(sigma.max()))
+    # blur beyond the renderer's largest window is truncated there (its weights are renormalised)
+    radius = min(psf_window_radius(float(sigma.max())), MAX_RADIUS_PX)
     if max_radius is not None:
         radius = min(radius, int(max_radius))
     rendered = render_stack(aif, sigma, radius=radius)

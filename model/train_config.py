@@ -75,6 +75,8 @@ class TrainConfig:
         for k in ("batch_size", "steps", "crop", "log_every", "ckpt_every", "val_every", "image_every", "max_psf_radius"):
             if getattr(self, k) < 1:
                 raise ValueError(f"{k} must be >= 1")
+        if self.max_psf_radius > 64:
+            raise ValueError(f"max_psf_radius must be at most 64 (the renderer's largest window), got {self.max_psf_radius}")
         if self.crop % 16:
             raise ValueError(f"crop must be a multiple of 16, got {self.crop}")
         if self.lr <= 0:
