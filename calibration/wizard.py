@@ -1,0 +1,476 @@
+"""Calibrate a camera module's lens step by step: python -m calibration.wizard [options]
+
+Print the chart first (python -m calibration target --out chart/), fix it flat on a wall or board,
+and put the camera on a stand facing it. The wizard then, for each chart distance:
+
+  1. asks you to put the chart at about X m and to type the distance you measured (from the front
+     of the lens to the chart, in metres);
+  2. checks the chart is in view, not over-exposed, not moving, and facing the camera;
+  3. sweeps the focus over its whole range, checks the chart was sharp somewhere in the sweep and
+     did not move, and refuses captures that repeat a distance you already have;
+  4. shows which distances are covered and what the fit still needs.
+
+Then it fits the lens (focal length, f-number, pixel pitch, focus mapping), shows the picture of the
+fit, and writes the lens/1 profile (with the measured focus settle time) and the raw session (which
+`python -m calibration fit SESSION` can fit again offline). It also measures how many frames the
+focus actuator needs to settle after a move.
+
+Cameras: --camera chart-sim (a simulated camera looking at the chart; always available), or any
+kind the device package offers (sim, picamera2, jetson, v4l2, auto).
+
+Scripting: answers can come from a file (--answers FILE, one answer per line; a blank line finishes)
+or from stdin; --non-interactive --distances 0.4 0.8 asks nothing and captures those distances (the
+simulated cameras place the chart there themselves).
+
+Examples:
+  python -m calibration.wizard --camera picamera2 --preset camera-module-3 --out cm3-session
+  python -m calibration.wizard --camera chart-sim --non-interactive --distances 0.3 0.5 0.9 --out /tmp/s
+
+Exit codes: 0 profile written, 1 failure, 2 bad input or a session that cannot be fitted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from typing import Any, Iterator, Sequence, TextIO
+
+__all__ = ["main", "build_parser"]
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = text.lower().split("x")
+        size = (int(w), int(h))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, got {text!r}") from None
+    if size[0] < 64 or size[1] < 48:
+        raise argparse.ArgumentTypeError(f"image size {text} is too small (at least 64x48)")
+    return size
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="python -m calibration.wizard",
+        description=__doc__.split("\n\n")[0] if __doc__ else None,
+        epilog="\n\n".join(__doc__.split("\n\n")[1:]) if __doc__ else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ap.add_argument("--camera", default="chart-sim", help="camera kind: chart-sim, or a device kind (sim, picamera2, jetson, v4l2, auto)")
+    ap.add_argument("--camera-opt", action="append", default=[], metavar="KEY=VALUE",
+                    help="option for the device camera (repeatable; numbers and true/false are converted)")
+    ap.add_argument("--out", default=None, help="session folder to create (default: calibration-session-<time>)")
+    ap.add_argument("--resume", action="store_true", help="add distances to an existing session folder")
+    ap.add_argument("--profile", default=None, help="where to write the lens profile (default: SESSION/lens.json)")
+    ap.add_argument("--name", default=None, help="name written into the profile")
+    ap.add_argument("--chart", default=None, help="chart.json of the printed chart (default: the standard A4 chart)")
+    ap.add_argument("--bar-mm", type=float, default=None, help="measured length of the chart's check bar, mm (corrects the print scale)")
+    ap.add_argument("--preset", default=None, help="nominal numbers of a known module (camera-module-3, camera-module-3-wide, imx519, arducam-64mp)")
+    ap.add_argument("--focal-length-mm", type=float, default=None, help="your own first guess of the focal length")
+    ap.add_argument("--f-number", type=float, default=None, help="your own first guess of the f-number")
+    ap.add_argument("--pixel-um", type=float, default=None, help="your own first guess of the sensor's pixel pitch, um")
+    ap.add_argument("--native-width", type=int, default=None, help="full-resolution sensor width for --pixel-um, pixels")
+    ap.add_argument("--frames", type=int, default=15, help="focus values per sweep (default 15)")
+    ap.add_argument("--distances", type=float, nargs="+", default=None, help="chart distances to capture, metres (with --non-interactive)")
+    ap.add_argument("--non-interactive", action="store_true", help="ask nothing: capture --distances, fit, write")
+    ap.add_argument("--answers", default=None, help="file of answers, one per line (instead of typing them)")
+    ap.add_argument("--gamma", choices=("auto", "srgb", "linear"), default="auto",
+                    help="how frames are encoded (auto: linear for the device simulator, else sRGB)")
+    ap.add_argument("--no-distance-offset", action="store_true", help="do not fit an offset of the measured distances")
+    ap.add_argument("--sim-lens", default=None, help="simulators: the true lens (lens/1 with focus_control); default: a Camera-Module-3-like module")
+    ap.add_argument("--sim-size", type=_size, default=(640, 360), help="simulators: frame size WxH (default 640x360)")
+    ap.add_argument("--sim-seed", type=int, default=0, help="simulators: noise seed")
+    ap.add_argument("--sim-motion-px", type=float, default=0.0, help="chart-sim: the chart drifts this many px per frame")
+    ap.add_argument("--sim-white", type=float, default=0.75, help="chart-sim: paper brightness (above 1 over-exposes)")
+    ap.add_argument("--sim-distance-error-mm", type=float, default=0.0, help="simulators: the chart stands this much farther than typed")
+    ap.add_argument("--verbose", action="store_true", help="debug logging")
+    return ap
+
+
+# ----------------------------------------------------------------------------- prompts
+
+
+class Prompter:
+    """Asks questions: from an answers file, from stdin, or not at all (non-interactive)."""
+
+    def __init__(self, answers: Sequence[str] | None, interactive: bool, out: TextIO) -> None:
+        self._answers: Iterator[str] | None = iter(answers) if answers is not None else None
+        self.interactive = interactive
+        self.out = out
+
+    def say(self, text: str = "") -> None:
+        print(text, file=self.out, flush=True)
+
+    def ask(self, question: str, default: str = "") -> str | None:
+        """The answer (stripped), ``default`` for an empty one, ``None`` at the end of the answers."""
+        if not self.interactive:
+            return None
+        prompt = f"{question}{f' [{default}]' if default else ''}: "
+        if self._answers is not None:
+            try:
+                ans = next(self._answers).strip()
+            except StopIteration:
+                self.say(prompt + "(no more answers)")
+                return None
+            self.say(prompt + ans)
+        else:
+            try:
+                print(prompt, end="", file=self.out, flush=True)
+                ans = input().strip()
+            except EOFError:
+                self.say("")
+                return None
+        return ans or default
+
+
+# ----------------------------------------------------------------------------- the wizard
+
+
+def _parse_opts(items: Sequence[str]) -> dict[str, Any]:
+    from model.cli import UsageError
+
+    out: dict[str, Any] = {}
+    for it in items:
+        if "=" not in it:
+            raise UsageError(f"--camera-opt expects KEY=VALUE, got {it!r}")
+        k, v = it.split("=", 1)
+        val: Any = v
+        if v.lower() in ("true", "false"):
+            val = v.lower() == "true"
+        else:
+            try:
+                val = int(v)
+            except ValueError:
+                try:
+                    val = float(v)
+                except ValueError:
+                    pass
+        out[k.strip()] = val
+    return out
+
+
+class _Placer:
+    """Puts the chart at a distance when the camera is simulated (a person does it otherwise)."""
+
+    def __init__(self, camera: Any, kind: str, chart: Any, truth: Any, size: tuple[int, int], error_m: float) -> None:
+        self.camera, self.kind, self.chart, self.truth, self.size, self.error_m = camera, kind, chart, truth, size, error_m
+
+    @property
+    def automatic(self) -> bool:
+        return self.kind in ("chart-sim", "sim")
+
+    def place(self, distance_m: float) -> None:
+        d = distance_m + self.error_m
+        if self.kind == "chart-sim":
+            self.camera.place_chart(d)
+        elif self.kind == "sim":
+            from calibration.simulate import chart_scene
+
+            self.camera.set_scene(*chart_scene(self.chart, self.truth, d, self.camera.image_size))
+
+
+def _open_camera(args: argparse.Namespace, chart: Any, guess_profile: Any) -> tuple[Any, _Placer, str]:
+    from calibration.camera_protocol import SIM_KIND, open_calibration_camera
+    from calibration.simulate import ChartSimCamera, SimOptions, chart_scene, default_sim_lens
+    from model.lens import LensProfile
+
+    truth = None
+    if args.camera in (SIM_KIND, "sim"):
+        truth = LensProfile.load(args.sim_lens) if args.sim_lens else default_sim_lens(args.sim_size)
+        if truth.focus_control is None or truth.image_size is None:
+            from model.cli import UsageError
+
+            raise UsageError(f"{args.sim_lens}: the simulated camera's lens needs focus_control and image_size")
+        if tuple(truth.image_size) != tuple(args.sim_size):
+            truth = truth.scaled_to(args.sim_size)
+    first = (args.distances or [0.5])[0]
+    if args.camera == SIM_KIND:
+        cam = ChartSimCamera(lens=truth, chart=chart, distance_m=first, options=SimOptions(white=args.sim_white),
+                             motion_px_per_frame=args.sim_motion_px, seed=args.sim_seed)
+        gamma = "srgb"
+    elif args.camera == "sim":
+        assert truth is not None  # noqa: S101 - set above
+        opts = {"size": args.sim_size, "realtime": False, "control_range": (0.0, 10.0), "seed": args.sim_seed}
+        opts.update(_parse_opts(args.camera_opt))
+        cam = open_calibration_camera("sim", lens=guess_profile, true_lens=truth, true_focus_control=truth.focus_control,
+                                      scene=chart_scene(chart, truth, first, args.sim_size), **opts)
+        gamma = "linear"
+    else:
+        cam = open_calibration_camera(args.camera, lens=guess_profile, **_parse_opts(args.camera_opt))
+        gamma = "srgb"
+    if args.gamma != "auto":
+        gamma = args.gamma
+    size = tuple(getattr(cam, "image_size", args.sim_size))
+    return cam, _Placer(cam, args.camera, chart, truth, size, args.sim_distance_error_mm / 1000.0), gamma  # type: ignore[arg-type]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from model.cli import run_cli
+
+    run_cli(lambda: _run(args))
+    return 0  # not reached: run_cli exits
+
+
+def _run(args: argparse.Namespace) -> int:
+    import datetime
+    import logging
+    from pathlib import Path
+
+    import numpy as np
+
+    from calibration.capture import CaptureConfig, CaptureError, capture_sweep, measure_settle, preview
+    from calibration.chart import default_chart, load_chart
+    from calibration.fit import CalibrationError, FitConfig, fit_lens, suggest_distances
+    from calibration.measure import MeasureConfig
+    from calibration.presets import get_preset, guess_from_numbers
+    from calibration.report import coverage_text, plot_fit
+    from calibration.session import measure_session, save_sweep, update_session_info, write_session_chart
+    from model.cli import UsageError, setup_logging
+    from model.errors import FormatError
+    from model.formats import find_stacks
+    from model.lens import LensProfile
+
+    setup_logging(args.verbose)
+    log = logging.getLogger("calibration.wizard")
+    if args.non_interactive and not args.distances:
+        raise UsageError("--non-interactive needs --distances (the chart distances to capture, metres)")
+    if args.distances and any(not (math.isfinite(d) and 0.05 < d < 20) for d in args.distances):
+        raise UsageError(f"--distances must be metres between 0.05 and 20, got {args.distances}")
+    if args.frames < 6:
+        raise UsageError("--frames must be at least 6")
+    answers = None
+    if args.answers:
+        try:
+            answers = Path(args.answers).read_text(encoding="utf-8").splitlines()
+        except OSError as e:
+            raise UsageError(f"{args.answers}: cannot read the answers file ({e.strerror or e})") from None
+    ui = Prompter(answers, interactive=not args.non_interactive, out=sys.stdout)
+
+    # the session folder
+    session = Path(args.out or f"calibration-session-{datetime.datetime.now():%Y%m%d-%H%M%S}")
+    existing = find_stacks(session) if session.exists() else []
+    if session.exists() and any(session.iterdir()) and not args.resume:
+        raise UsageError(f"{session}: exists and is not empty (use --resume to add to it, or another --out)")
+
+    # the chart (and its print scale)
+    chart = load_chart(args.chart) if args.chart else default_chart()
+    bar_mm = args.bar_mm
+    if bar_mm is None and ui.interactive:
+        nominal = chart.ruler_m * chart.scale * 1000
+        while True:
+            ans = ui.ask(f"Measure the check bar printed under the squares: its length in mm", f"{nominal:.0f}")
+            if ans is None:
+                break
+            try:
+                bar_mm = float(ans)
+            except ValueError:
+                ui.say(f"  please type a number of millimetres (the bar should be about {nominal:.0f} mm)")
+                continue
+            break
+    if bar_mm is not None:
+        nominal = chart.ruler_m * chart.scale * 1000
+        if not 0.5 * nominal < bar_mm < 1.5 * nominal:
+            raise UsageError(f"a {bar_mm:g} mm check bar is far from the nominal {nominal:.0f} mm: print the chart at 100 %")
+        chart = chart.with_scale(chart.scale * bar_mm / nominal)
+
+    # guesses
+    size_hint = args.sim_size
+    preset = get_preset(args.preset) if args.preset else None
+    camera, placer, gamma = None, None, "srgb"
+    guess_profile = None
+    try:
+        camera, placer, gamma = _open_camera(args, chart, None)
+        size = tuple(getattr(camera, "image_size", size_hint))
+        guess = preset.guess(size) if preset else guess_from_numbers(args.focal_length_mm, args.f_number, args.pixel_um, args.native_width, size)
+        if guess is not None and guess.focal_length_m and guess.f_number and guess.pixel_pitch_m:
+            guess_profile = LensProfile(guess.focal_length_m, guess.f_number, guess.pixel_pitch_m, name=guess.name or "first guess",
+                                        image_size=(int(size[0]), int(size[1])))
+        describe = camera.describe() if hasattr(camera, "describe") else {"camera": args.camera}
+        from calibration.camera_protocol import sweep_axis
+
+        axis, lo, hi = sweep_axis(camera)
+        focus_range = tuple(camera.focus_range_dioptres)
+        ui.say(f"camera: {describe.get('camera', args.camera)}, {size[0]}x{size[1]}, focus {axis} {lo:g}..{hi:g}"
+               f" ({focus_range[0]:g}..{focus_range[1]:g} dioptres nominal)")
+        session.mkdir(parents=True, exist_ok=True)
+        write_session_chart(session, chart)
+        update_session_info(
+            session,
+            camera=describe,
+            guess=None if guess is None else {"focal_length_m": guess.focal_length_m, "f_number": guess.f_number,
+                                               "pixel_pitch_m": guess.pixel_pitch_m, "name": guess.name},
+            gamma=gamma,
+            sweep_axis=axis,
+            focus_range_dioptres=list(focus_range),
+        )
+        mconf = MeasureConfig(gamma=gamma)
+        cconf = CaptureConfig(frames=args.frames, measure=mconf)
+        fconf = FitConfig(fit_distance_offset=not args.no_distance_offset,
+                          control_name=(describe.get("control") if axis == "control" else "dioptres") or "LensPosition")
+        if hasattr(camera, "lock_exposure"):
+            try:
+                camera.lock_exposure()
+            except Exception as e:  # noqa: BLE001 - not every backend can; the sweep still works
+                log.warning("could not lock exposure: %s", e)
+
+        have: list[float] = []
+        for f in existing:
+            from model.formats import read_stack
+
+            st = read_stack(f, require_focus=False, load_images=False)
+            if st.target and "distance_m" in st.target:
+                have.append(float(st.target["distance_m"]))
+        if have:
+            ui.say(f"resuming: {len(have)} distance(s) already captured: {', '.join(f'{d:g} m' for d in have)}")
+        planned = list(args.distances or [])
+        captured: list[Any] = []  # this run's sweeps (measured), for trial fits
+        settle = None
+        scale_at_unit = None  # s / p (pixels), known after the first look at the chart
+
+        def suggestions() -> list[float]:
+            limits = None
+            s_over_p = scale_at_unit or (guess.focal_length_m / guess.pixel_pitch_m if guess and guess.focal_length_m and guess.pixel_pitch_m else None)
+            if s_over_p:
+                # the whole chart in view (90 % of the frame) and squares of at least 24 px
+                cw, ch = chart.chart_size_m
+                near = s_over_p * max(cw / (0.9 * size[0]), ch / (0.9 * size[1]))
+                far = s_over_p * chart.square_m * chart.scale / 24.0
+                limits = (near, max(far, 1.2 * near))
+            return [round(d, 2) for d in suggest_distances(have, focus_range, 3, limits)]
+
+        def needed() -> str:
+            if len(have) == 0:
+                return "the fit needs the chart at two or more distances, each swept through focus"
+            if len(have) == 1:
+                return f"one more distance is needed, e.g. about {suggestions()[0]:g} m"
+            return ""
+
+        while True:
+            # which distance next
+            if planned:
+                dist = planned.pop(0)
+                ui.say(f"\nchart distance {dist:g} m")
+            elif ui.interactive:
+                sug = suggestions()[0]
+                ui.say("")
+                ui.say(coverage_text(have, focus_range))
+                need = needed()
+                if need:
+                    ui.say(need)
+                ans = ui.ask(f"Put the chart at about {sug:g} m, facing the camera, then type the distance you measured in metres "
+                             f"(empty to finish, q to quit)")
+                if ans is None or ans == "":
+                    if len(have) < 2:
+                        ui.say(needed() if ans is not None else "no more answers")
+                        if ans is None:
+                            break
+                        continue
+                    break
+                if ans.lower() in ("q", "quit", "exit"):
+                    ui.say(f"quitting; the captures so far are in {session}")
+                    return 1
+                try:
+                    dist = float(ans.replace("m", "").strip())
+                except ValueError:
+                    ui.say(f"  '{ans}' is not a distance in metres")
+                    continue
+                if not 0.05 < dist < 20:
+                    ui.say(f"  {dist:g} m is not a plausible chart distance (metres, e.g. 0.4)")
+                    continue
+            else:
+                break
+            # near-duplicates add nothing to the fit
+            close = [d for d in have if abs(1.0 / d - 1.0 / dist) < 0.15]
+            if close:
+                alt = suggestions()[0]
+                ui.say(f"  refused: {dist:g} m is too close to the {close[0]:g} m already captured (less than 0.15 dioptres "
+                       f"apart, it adds almost nothing); try about {alt:g} m")
+                continue
+            placer.place(dist)
+            look = preview(camera, chart, cconf, distance_m=dist)
+            for w in look.warnings:
+                ui.say(f"  note: {w}")
+            if not look.ok:
+                ui.say("  cannot use this view: " + "; ".join(look.problems))
+                continue
+            m0 = look.measurement
+            scale_at_unit = m0.scale_px_per_m * dist
+            ui.say(f"  chart found: squares {m0.square_px:.0f} px, blur {m0.sigma_px:.2f} px")
+            if settle is None:
+                ui.say("  measuring the focus settle time (keep everything still)...")
+                try:
+                    settle = measure_settle(camera)
+                except CaptureError as e:
+                    ui.say(f"  {e}")
+                    continue
+                ui.say(f"  the focus settles {settle.settle_frames} frames ({settle.settle_time_s * 1000:.0f} ms) after a full-range move")
+                update_session_info(session, settle=settle.to_dict())
+            cap = capture_sweep(camera, chart, dist, cconf, settle_frames=settle.settle_frames, progress=True)
+            for w in cap.warnings:
+                ui.say(f"  note: {w}")
+            if not cap.ok:
+                ui.say("  capture refused: " + "; ".join(cap.problems))
+                continue
+            s = cap.sweep()
+            i_min = int(np.nanargmin(s.sigma_px))
+            ui.say(f"  swept {len(cap.controls)} focus values: sharpest at {s.control[i_min]:.3g} (blur {s.sigma_px[i_min]:.2f} px)")
+            folder = save_sweep(session, cap.images, cap.controls, dist, guess=guess_profile,
+                                capture={**cap.metadata, "camera": describe.get("camera", args.camera), "sweep_axis": axis,
+                                         "timestamps_ns": [t for t in cap.timestamps_ns]})
+            have.append(dist)
+            ui.say(f"  saved {folder}")
+            captured.append(s)
+            if len(captured) >= 2:
+                # a trial fit on this run's sweeps: how well do they pin the lens down?
+                try:
+                    trial = fit_lens(captured, size, fconf, guess, focus_range_dioptres=focus_range)
+                    e = trial.stderr
+                    rel = max(e["f_m"] / trial.params["f_m"], e["N"] / trial.params["N"], e["p_m"] / trial.params["p_m"])
+                    ui.say(f"  fit so far: f {trial.params['f_m'] * 1e3:.3f} mm, N {trial.params['N']:.3f}, "
+                           f"p {trial.params['p_m'] * 1e6:.3f} um (worst uncertainty {100 * rel:.1f} %)")
+                    if rel > 0.015 and not planned:
+                        ui.say(f"  another distance would tighten it: about {suggestions()[0]:g} m")
+                except CalibrationError as e:
+                    ui.say(f"  not enough for a fit yet: {str(e).splitlines()[0]}")
+            if not planned and not ui.interactive:
+                break
+
+        if settle is None and not have:
+            raise CalibrationError("nothing was captured: " + needed())
+        # the fit
+        sd = measure_session(session, mconf, progress=True)
+        result = fit_lens(sd.sweeps, sd.image_size, fconf, guess, name=args.name or f"{describe.get('camera', args.camera)}-calibrated",
+                          focus_range_dioptres=focus_range)
+        extra: dict[str, Any] = {}
+        info = sd.info.get("settle") or (settle.to_dict() if settle else None)
+        if info:
+            interval = info.get("frame_interval_s") or 0.0
+            # conservative: the settled frame's start may come up to one frame after the first frame's
+            extra["settle_frames"] = int(info["settle_frames"])
+            extra["settle_time_s"] = float(info["settle_time_s"]) + (float(interval) if math.isfinite(interval) else 0.0)
+        from dataclasses import replace
+
+        lens = replace(result.lens, extra={**result.lens.extra, **extra})
+        out_profile = Path(args.profile) if args.profile else session / "lens.json"
+        lens.save(out_profile)
+        picture = plot_fit(result, session / "fit.png")
+        update_session_info(session, fitted_profile=str(out_profile))
+        ui.say("")
+        ui.say(result.summary())
+        if extra:
+            ui.say(f"focus settle: {extra['settle_frames']} frames, {extra['settle_time_s'] * 1000:.0f} ms")
+        ui.say(f"profile: {out_profile}")
+        ui.say(f"picture of the fit: {picture}")
+        ui.say(f"session (refit with `python -m calibration fit {session}`): {session}")
+        return 0
+    except FormatError:
+        raise
+    finally:
+        if camera is not None:
+            camera.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,137 @@
+"""The wizard, scripted: non-interactive runs and answers files, with the chart simulator."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from calibration.wizard import main
+from model.lens import FocusControl, LensProfile
+
+REPO = Path(__file__).resolve().parents[2]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+SIM = ["--camera", "chart-sim", "--sim-size", "400x225", "--frames", "9"]
+
+
+def _run(argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    out = capsys.readouterr()
+    return e.value.code, out.out, out.err
+
+
+def test_non_interactive_run_fits_and_saves_everything(tmp_path, capsys):
+    truth = LensProfile(6e-3, 1.4, 11.2e-6, name="truth", image_size=(320, 240), focus_control=FocusControl(a=0.93, b=0.15))
+    truth.save(tmp_path / "truth.json")
+    session = tmp_path / "s"
+    code, out, err = _run(["--camera", "chart-sim", "--sim-lens", str(tmp_path / "truth.json"), "--sim-size", "320x240",
+                           "--frames", "12", "--non-interactive", "--distances", "0.45", "0.65", "0.9", "--out", str(session),
+                           "--preset", "camera-module-3"], capsys)
+    assert code == 0, err
+    lens = LensProfile.load(session / "lens.json")
+    assert lens.image_size == (320, 240)
+    assert lens.focal_length_m == pytest.approx(truth.focal_length_m, rel=0.03)
+    assert lens.f_number == pytest.approx(truth.f_number, rel=0.03)
+    assert lens.pixel_pitch_m == pytest.approx(truth.pixel_pitch_m, rel=0.03)
+    # the focus mapping, where the chart distances pin it down (1.1 to 2.2 dioptres)
+    v = (np.linspace(1 / 0.9, 1 / 0.45, 10) - 0.15) / 0.93
+    assert np.max(np.abs(lens.focus_control.a * v + lens.focus_control.b - (0.93 * v + 0.15))) < 0.05
+    # the simulated actuator: 10 control units at 1.6 per frame, half a frame late -> 7 frames
+    assert lens.extra["settle_frames"] == 7
+    assert lens.extra["settle_time_s"] == pytest.approx(8 / 30)
+    # the preset (a different module) is only a first guess: the fit says how far off it is
+    assert "differs from the Raspberry Pi Camera Module 3" in out
+    assert (session / "fit.png").read_bytes()[:4] == b"\x89PNG"
+    assert sorted(p.name for p in session.iterdir() if p.is_dir()) == ["d0.450m", "d0.650m", "d0.900m"]
+    info = json.loads((session / "session.json").read_text())
+    assert info["settle"]["settle_frames"] == 7 and info["guess"]["f_number"] == 1.8
+    assert "the focus settles 7 frames" in out and "profile:" in out
+    # the raw session fits again offline to the same lens
+    refit = tmp_path / "refit.json"
+    proc = subprocess.run([sys.executable, "-m", "calibration", "fit", str(session), "--out", str(refit)],
+                          capture_output=True, text=True, cwd=REPO, env=ENV, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    again = LensProfile.load(refit)
+    assert again.focal_length_m == pytest.approx(lens.focal_length_m, rel=1e-9)
+    assert again.extra["settle_frames"] == 7
+
+
+def test_answers_file_refuses_duplicates_and_out_of_focus_captures(tmp_path, capsys):
+    answers = tmp_path / "answers.txt"
+    # check bar 200 mm; 0.3 m; 0.31 m (a near-duplicate); 1.2 m (focus crossing at the end of the
+    # sweep); 6 m (chart too small to find); 0.6 m; then finish
+    answers.write_text("200\n0.3\n0.31\n1.2\n6\n0.6\n\n")
+    session = tmp_path / "s"
+    code, out, err = _run(SIM + ["--answers", str(answers), "--out", str(session)], capsys)
+    assert code == 0, err
+    assert "refused: 0.31 m is too close to the 0.3 m already captured" in out
+    assert "capture refused: the sweep never passes through focus" in out
+    assert "cannot use this view: chart not found" in out
+    assert "Put the chart at about" in out and "far inf |" in out
+    assert "one more distance is needed" in out
+    assert sorted(p.name for p in session.iterdir() if p.is_dir()) == ["d0.300m", "d0.600m"]
+    assert (session / "lens.json").is_file()
+
+
+def test_check_bar_corrects_the_chart_scale(tmp_path, capsys):
+    answers = tmp_path / "answers.txt"
+    answers.write_text("198\n")  # then the answers run out: nothing captured
+    code, out, err = _run(SIM + ["--answers", str(answers), "--out", str(tmp_path / "s")], capsys)
+    assert code == 2
+    assert "nothing was captured" in err or "cannot fit" in err
+    chart = json.loads((tmp_path / "s" / "chart.json").read_text())
+    assert chart["print_scale"] == pytest.approx(0.99)
+
+
+def test_one_distance_is_refused_with_advice(tmp_path, capsys):
+    code, out, err = _run(SIM + ["--non-interactive", "--distances", "0.4", "--out", str(tmp_path / "s")], capsys)
+    assert code == 2
+    assert err.startswith("error: cannot fit the lens: 1 usable distance (0.4 m)")
+    assert "Capture next: the chart at about" in err
+    assert (tmp_path / "s" / "d0.400m" / "stack.json").is_file()  # what was captured is kept
+
+
+def test_over_exposed_chart_is_refused(tmp_path, capsys):
+    code, out, err = _run(SIM + ["--non-interactive", "--distances", "0.4", "0.8", "--sim-white", "2.0",
+                                 "--out", str(tmp_path / "s")], capsys)
+    assert code == 2
+    assert out.count("cannot use this view: over-exposed") == 2
+    assert "nothing was captured" in err
+
+
+def test_usage_errors(tmp_path, capsys):
+    code, _, err = _run(SIM + ["--non-interactive", "--out", str(tmp_path / "s")], capsys)
+    assert code == 2 and "--non-interactive needs --distances" in err
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("x")
+    code, _, err = _run(SIM + ["--non-interactive", "--distances", "0.4", "0.8", "--out", str(tmp_path / "full")], capsys)
+    assert code == 2 and "exists and is not empty" in err
+    code, _, err = _run(SIM + ["--non-interactive", "--distances", "0.4", "0.8", "--preset", "nope", "--out", str(tmp_path / "p")], capsys)
+    assert code == 2 and "unknown preset 'nope'" in err
+
+
+def test_help_is_instant_and_imports_nothing_heavy():
+    code = (
+        "import sys, time; t = time.perf_counter()\n"
+        "from calibration.wizard import build_parser as w\n"
+        "from calibration.__main__ import build_parser as c\n"
+        "w().format_help(); c().format_help()\n"
+        "heavy = [m for m in ('numpy', 'scipy', 'torch', 'cv2', 'matplotlib') if m in sys.modules]\n"
+        "print(heavy, time.perf_counter() - t)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, env=ENV, timeout=60)
+    heavy, dt = proc.stdout.rsplit(" ", 1)
+    assert heavy == "[]", proc.stdout
+    assert float(dt) < 0.5
+    t = time.perf_counter()
+    for mod in ("calibration", "calibration.wizard"):
+        proc = subprocess.run([sys.executable, "-m", mod, "--help"], capture_output=True, text=True, cwd=REPO, env=ENV, timeout=60)
+        assert proc.returncode == 0 and "usage:" in proc.stdout
+    assert time.perf_counter() - t < 10
+    proc = subprocess.run([sys.executable, "-m", "calibration", "fit"], capture_output=True, text=True, cwd=REPO, env=ENV, timeout=60)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
