@@ -1,0 +1,112 @@
+"""The graphs that are traced into ONNX: DAIF-Net alone, or DAIF-Net plus the physics check.
+
+:class:`ExportModule` wraps a :class:`model.network.DAIFNet` so that the traced graph works for any image
+size: the padding to the network's size multiple is computed from the input shape inside the graph (the
+network's own padding is a Python branch that tracing would freeze), with the same reflect padding the
+network uses, and the outputs are cropped back.
+
+With ``psf_radius`` set, the module also runs the physics check of :mod:`model.confidence`:
+
+    sigma    = thin-lens blur of every frame from the predicted depth        (model.optics.defocus_sigma_map)
+    rendered = GaussPSF(aif repeated per frame, sigma)                       (one node, op type GaussPSF)
+    residual, confidence = model.confidence.confidence_from_residual(images, rendered)
+
+The lens numbers are baked in as constants. ``GaussPSF`` is emitted as one ONNX node in domain
+``ai.onnx.contrib`` with the integer attribute ``radius`` (fixed at export: ONNX attributes are static);
+:func:`export.targets.to_tensorrt_flavour` turns it into the TensorRT plugin node. While tracing, the node's
+values come from :func:`model.render.gauss_psf`, the same math.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from model.confidence import ConfidenceConfig, confidence_from_residual
+from model.lens import LensProfile
+from model.network import DAIFNet
+from model.optics import defocus_sigma_map, max_sigma_px
+from model.render import MAX_RADIUS_PX, gauss_psf, psf_window_radius
+
+from export.targets import ORT_DOMAIN, PSF_OP_TYPE
+
+__all__ = ["DEFAULT_MAX_PSF_RADIUS", "GaussPsfNode", "ExportModule", "default_psf_radius"]
+
+DEFAULT_MAX_PSF_RADIUS = 32
+"""Cap on the exported PSF window radius, pixels (the PyTorch runner's default cap)."""
+
+
+class GaussPsfNode(torch.autograd.Function):
+    """``gauss_psf(image (N,C,H,W), sigma (N,1,H,W), radius)`` that exports as one ``GaussPSF`` node."""
+
+    @staticmethod
+    def forward(ctx: Any, image: Tensor, sigma: Tensor, radius: int) -> Tensor:  # type: ignore[override]
+        return gauss_psf(image, sigma, radius)
+
+    @staticmethod
+    def symbolic(g: Any, image: Any, sigma: Any, radius: int) -> Any:
+        out = g.op(f"{ORT_DOMAIN}::{PSF_OP_TYPE}", image, sigma, radius_i=int(radius))
+        out.setType(image.type())
+        return out
+
+
+def default_psf_radius(lens: LensProfile, focus_m: list[float], near_m: float, far_m: float,
+                       cap: int = DEFAULT_MAX_PSF_RADIUS) -> int:
+    """Window radius for the largest blur over the working range, ``ceil(3 s_eff)``, capped at ``cap`` pixels."""
+    if not 0 <= cap <= MAX_RADIUS_PX:
+        raise ValueError(f"the PSF radius cap must be in [0, {MAX_RADIUS_PX}], got {cap}")
+    return min(psf_window_radius(max_sigma_px(focus_m, lens, near_m, far_m)), int(cap))
+
+
+class ExportModule(nn.Module):
+    """The traced graph. ``forward(images (1, S, 3, H, W), focus_m (1, S))``.
+
+    Returns ``(aif (1,3,H,W), depth_m (1,1,H,W))``, or with ``psf_radius`` set
+    ``(aif, depth_m, confidence (1,1,H,W), residual (1,1,H,W), rendered (1,S,3,H,W))``.
+
+    Args:
+        net: the network (eval mode).
+        lens: thin-lens numbers for the physics check (required with ``psf_radius``).
+        psf_radius: GaussPSF window radius in pixels; ``None`` exports the network alone.
+        confidence: the confidence scales.
+    """
+
+    def __init__(self, net: DAIFNet, lens: LensProfile | None = None, psf_radius: int | None = None,
+                 confidence: ConfidenceConfig = ConfidenceConfig()) -> None:
+        super().__init__()
+        if psf_radius is not None:
+            if lens is None:
+                raise ValueError("the physics graph needs the lens profile")
+            if isinstance(psf_radius, bool) or not isinstance(psf_radius, int) or not 0 <= psf_radius <= MAX_RADIUS_PX:
+                raise ValueError(f"psf_radius must be an int in [0, {MAX_RADIUS_PX}], got {psf_radius!r}")
+        self.net = net
+        self.lens = lens
+        self.psf_radius = psf_radius
+        self.confidence = confidence
+
+    @property
+    def physics(self) -> bool:
+        return self.psf_radius is not None
+
+    def forward(self, images: Tensor, focus_m: Tensor) -> tuple[Tensor, ...]:
+        b, s, c, h, w = images.shape
+        m = self.net.multiple
+        # Padding computed in the graph (sizes are traced values): same reflect padding as DAIFNet.forward.
+        ph = (m - h % m) % m
+        pw = (m - w % m) % m
+        x = F.pad(images.reshape(b * s, c, h, w), (0, pw, 0, ph), mode="reflect")
+        x = x.reshape(b, s, c, h + ph, w + pw)
+        out = self.net(x, focus_m)
+        aif = out.aif[:, :, :h, :w]
+        depth = out.depth_m[:, :, :h, :w]
+        if self.psf_radius is None:
+            return aif, depth
+        sigma = defocus_sigma_map(depth, focus_m, self.lens)  # (B, S, H, W) px
+        frames = aif.unsqueeze(1).expand(b, s, 3, h, w).reshape(b * s, 3, h, w)
+        rendered = GaussPsfNode.apply(frames, sigma.reshape(b * s, 1, h, w), self.psf_radius)
+        rendered = rendered.reshape(b, s, 3, h, w)
+        residual, confidence = confidence_from_residual(images, rendered, self.confidence)
+        return aif, depth, confidence, residual, rendered
