@@ -1,6 +1,7 @@
 """DistributedDataParallel through torchrun: two CPU processes (gloo backend) train a tiny model."""
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -16,8 +17,15 @@ def test_torchrun_two_processes_on_cpu(tmp_path):
            "-m", "model.train", "--no-progress", f"out_dir={out}", "width=4", "depth=2", "crop=32", "batch_size=2",
            "num_workers=0", "steps=2", "val_every=2", "val_stacks=2", "ckpt_every=2", "max_psf_radius=6", "device=cpu"]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
-    assert r.returncode == 0, r.stderr[-3000:]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        _, stderr = proc.communicate(timeout=240)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # torchrun and both workers, so none outlives the test
+        proc.communicate()
+        raise
+    assert proc.returncode == 0, stderr[-3000:]
     ck = read_checkpoint(out / "last.pt")
     assert ck["step"] == 2
     assert not any(k.startswith("module.") for k in ck["state_dict"])  # saved without the DDP wrapper
