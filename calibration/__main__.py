@@ -146,8 +146,10 @@ def _fit(args: argparse.Namespace) -> int:
         control = str(cam["control"])
     config = FitConfig(fit_distance_offset=not args.no_distance_offset, control_name=control or "LensPosition")
     fr = info.get("focus_range_dioptres")
+    limits = _limits(sd)
     result = fit_lens(sd.sweeps, sd.image_size, config, guess, name=args.name or f"{session.name}-calibrated",
-                      focus_range_dioptres=tuple(fr) if isinstance(fr, list) and len(fr) == 2 else None)
+                      focus_range_dioptres=tuple(fr) if isinstance(fr, list) and len(fr) == 2 else None,
+                      distance_limits_m=limits)
     lens = result.lens
     settle = info.get("settle")
     if isinstance(settle, dict) and "settle_frames" in settle:
@@ -164,6 +166,17 @@ def _fit(args: argparse.Namespace) -> int:
     print(f"profile: {out}")
     print(f"picture of the fit: {plot}")
     return 0
+
+
+def _limits(sd: "object") -> "tuple[float, float] | None":
+    """Where the chart is usable with this camera, from the measured image scale (s/p = m D)."""
+    import numpy as np
+
+    vals = [sw.scale_px_per_m[sw.valid_scale] * sw.distance_m for sw in sd.sweeps]  # type: ignore[attr-defined]
+    vals = [v for v in vals if v.size]
+    if not vals:
+        return None
+    return sd.chart.distance_limits_m(sd.image_size, float(np.median(np.concatenate(vals))))  # type: ignore[attr-defined]
 
 
 def _simulate(args: argparse.Namespace) -> int:

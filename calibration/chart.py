@@ -181,6 +181,16 @@ class ChartSpec:
             (-pw / 2, cy - cap, pw / 2, cy + cap),
         ]
 
+    def distance_limits_m(self, image_size: tuple[int, int], s_over_p_px: float, min_square_px: float = 24.0,
+                          fill: float = 0.9) -> tuple[float, float]:
+        """``(near, far)`` chart distances for a camera whose image scale times distance is ``s_over_p_px``
+        (about ``f / p``): near enough for squares of ``min_square_px`` pixels, far enough for the whole
+        chart to fill at most ``fill`` of the frame."""
+        cw, ch = self.chart_size_m
+        near = s_over_p_px * max(cw / (fill * image_size[0]), ch / (fill * image_size[1]))
+        far = s_over_p_px * self.square_m * self.scale / float(min_square_px)
+        return near, max(far, 1.2 * near)
+
     def with_scale(self, scale: float) -> "ChartSpec":
         """The same chart printed at ``scale`` times its nominal size."""
         return replace(self, scale=float(scale))

@@ -283,7 +283,12 @@ def check_sweep(sw: Sweep, config: FitConfig = FitConfig()) -> str:
     # sharpest at an end of the sweep, or no clear minimum inside it: the sweep never passes through focus
     if i in (0, q.size - 1) or vee is None or not vee.inside:
         end = "first" if i == 0 else "last" if i == q.size - 1 else None
-        where = f"the sharpest frame is the {end} one (control {v[i]:.4g})" if end else "the blur has no clear minimum"
+        if end:
+            where = f"the sharpest frame is the {end} one (control {v[i]:.4g})"
+        elif i <= 1 or i >= q.size - 2:
+            where = f"the blur has no clear minimum: the sharpest frame is next to the {'start' if i <= 1 else 'end'} of the sweep"
+        else:
+            where = "the blur has no clear minimum"
         return (
             f"the sweep never passes through focus ({where}): the chart at {sw.distance_m:.3g} m is outside the "
             "swept focus range. Move the chart to a distance the camera can focus on, or widen the sweep"
@@ -396,14 +401,14 @@ def _prepare(sweeps: Sequence[Sweep], config: FitConfig) -> tuple[list[Sweep], l
 
 
 def _refuse(sweeps: Sequence[Sweep], good: Sequence[Sweep], dropped: Sequence[tuple[str, str]], config: FitConfig,
-            focus_range_dioptres: tuple[float, float] | None) -> None:
+            focus_range_dioptres: tuple[float, float] | None, limits: tuple[float, float] | None = None) -> None:
     """Raise :class:`CalibrationError` when the usable sweeps cannot determine the lens."""
     have = [sw.distance_m for sw in good]
     lines = []
     for name, why in dropped:
         lines.append(f"  - {name}: {why}")
     distinct = sorted({round(1.0 / d, 2) for d in have})
-    next_d = suggest_distances(have or [sw.distance_m for sw in sweeps], focus_range_dioptres, 2)
+    next_d = suggest_distances(have or [sw.distance_m for sw in sweeps], focus_range_dioptres, 2, limits)
     if len(good) < config.min_distances:
         head = (
             f"cannot fit the lens: {len(good)} usable distance{'s' if len(good) != 1 else ''} "
@@ -427,6 +432,7 @@ def fit_lens(
     guess: LensGuess | None = None,
     name: str = "calibrated",
     focus_range_dioptres: tuple[float, float] | None = None,
+    distance_limits_m: tuple[float, float] | None = None,
 ) -> FitResult:
     """Fit ``f, N, p, a, b`` (and the intrinsic blur, and optionally a distance offset) to the sweeps.
 
@@ -437,6 +443,7 @@ def fit_lens(
         guess: expected values (a preset); only used to warn when the fit is far from them.
         name: the profile's name.
         focus_range_dioptres: the camera's nominal focus range, for suggestions in messages.
+        distance_limits_m: ``(near, far)`` where the chart is usable with this camera, for suggestions.
 
     Returns:
         A :class:`FitResult` whose ``lens`` is the ``lens/1`` profile.
@@ -451,7 +458,7 @@ def fit_lens(
     if not sweeps:
         raise CalibrationError("no sweeps to fit: capture the chart at two or more distances")
     good, masks, dropped = _prepare(sweeps, config)
-    _refuse(sweeps, good, dropped, config, focus_range_dioptres)
+    _refuse(sweeps, good, dropped, config, focus_range_dioptres, distance_limits_m)
     theta0 = initial_guess(good, masks)
     log.debug("first guess %s", dict(zip(_NAMES, theta0)))
 
@@ -560,7 +567,7 @@ def fit_lens(
     rel = {"focal length": stderr["f_m"] / params["f_m"], "f-number": stderr["N"] / params["N"], "pixel pitch": stderr["p_m"] / params["p_m"]}
     bad = {k: r for k, r in rel.items() if not r < config.max_rel_stderr}
     if bad:
-        next_d = suggest_distances([sw.distance_m for sw in good], focus_range_dioptres, 2)
+        next_d = suggest_distances([sw.distance_m for sw in good], focus_range_dioptres, 2, distance_limits_m)
         raise CalibrationError(
             "the fit is too uncertain: "
             + ", ".join(f"{k} +/- {100 * r:.1f}%" for k, r in bad.items())

@@ -26,7 +26,7 @@ Examples:
   python -m calibration.wizard --camera picamera2 --preset camera-module-3 --out cm3-session
   python -m calibration.wizard --camera chart-sim --non-interactive --distances 0.3 0.5 0.9 --out /tmp/s
 
-Exit codes: 0 profile written, 1 failure, 2 bad input or a session that cannot be fitted.
+Exit codes: 0 profile written, 1 failure or quit, 2 bad input or a session that cannot be fitted.
 """
 
 from __future__ import annotations
@@ -84,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--sim-motion-px", type=float, default=0.0, help="chart-sim: the chart drifts this many px per frame")
     ap.add_argument("--sim-white", type=float, default=0.75, help="chart-sim: paper brightness (above 1 over-exposes)")
     ap.add_argument("--sim-distance-error-mm", type=float, default=0.0, help="simulators: the chart stands this much farther than typed")
+    ap.add_argument("--show", action="store_true", help="open the picture of the fit in the system's image viewer")
     ap.add_argument("--verbose", action="store_true", help="debug logging")
     return ap
 
@@ -254,10 +255,14 @@ def _run(args: argparse.Namespace) -> int:
     if session.exists() and any(session.iterdir()) and not args.resume:
         raise UsageError(f"{session}: exists and is not empty (use --resume to add to it, or another --out)")
 
-    # the chart (and its print scale)
-    chart = load_chart(args.chart) if args.chart else default_chart()
+    # the chart (and its print scale); a resumed session keeps the chart its captures were taken with
+    resumed_chart = session / "chart.json"
+    if args.resume and resumed_chart.is_file():
+        chart = load_chart(resumed_chart)
+    else:
+        chart = load_chart(args.chart) if args.chart else default_chart()
     bar_mm = args.bar_mm
-    if bar_mm is None and ui.interactive:
+    if bar_mm is None and ui.interactive and not (args.resume and resumed_chart.is_file()):
         nominal = chart.ruler_m * chart.scale * 1000
         while True:
             ans = ui.ask(f"Measure the check bar printed under the squares: its length in mm", f"{nominal:.0f}")
@@ -334,11 +339,11 @@ def _run(args: argparse.Namespace) -> int:
             s_over_p = scale_at_unit or (guess.focal_length_m / guess.pixel_pitch_m if guess and guess.focal_length_m and guess.pixel_pitch_m else None)
             if s_over_p:
                 # the whole chart in view (90 % of the frame) and squares of at least 24 px
-                cw, ch = chart.chart_size_m
-                near = s_over_p * max(cw / (0.9 * size[0]), ch / (0.9 * size[1]))
-                far = s_over_p * chart.square_m * chart.scale / 24.0
-                limits = (near, max(far, 1.2 * near))
+                limits = chart.distance_limits_m(size, s_over_p)
             return [round(d, 2) for d in suggest_distances(have, focus_range, 3, limits)]
+
+        def limits_now() -> tuple[float, float] | None:
+            return chart.distance_limits_m(size, scale_at_unit) if scale_at_unit else None
 
         def needed() -> str:
             if len(have) == 0:
@@ -425,7 +430,7 @@ def _run(args: argparse.Namespace) -> int:
             if len(captured) >= 2:
                 # a trial fit on this run's sweeps: how well do they pin the lens down?
                 try:
-                    trial = fit_lens(captured, size, fconf, guess, focus_range_dioptres=focus_range)
+                    trial = fit_lens(captured, size, fconf, guess, focus_range_dioptres=focus_range, distance_limits_m=limits_now())
                     e = trial.stderr
                     rel = max(e["f_m"] / trial.params["f_m"], e["N"] / trial.params["N"], e["p_m"] / trial.params["p_m"])
                     ui.say(f"  fit so far: f {trial.params['f_m'] * 1e3:.3f} mm, N {trial.params['N']:.3f}, "
@@ -442,7 +447,7 @@ def _run(args: argparse.Namespace) -> int:
         # the fit
         sd = measure_session(session, mconf, progress=True)
         result = fit_lens(sd.sweeps, sd.image_size, fconf, guess, name=args.name or f"{describe.get('camera', args.camera)}-calibrated",
-                          focus_range_dioptres=focus_range)
+                          focus_range_dioptres=focus_range, distance_limits_m=limits_now())
         extra: dict[str, Any] = {}
         info = sd.info.get("settle") or (settle.to_dict() if settle else None)
         if info:
@@ -463,6 +468,11 @@ def _run(args: argparse.Namespace) -> int:
             ui.say(f"focus settle: {extra['settle_frames']} frames, {extra['settle_time_s'] * 1000:.0f} ms")
         ui.say(f"profile: {out_profile}")
         ui.say(f"picture of the fit: {picture}")
+        if args.show:
+            import webbrowser
+
+            if not webbrowser.open(picture.resolve().as_uri()):
+                ui.say("  (no image viewer found: open the file yourself)")
         ui.say(f"session (refit with `python -m calibration fit {session}`): {session}")
         return 0
     except FormatError:

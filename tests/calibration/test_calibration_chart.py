@@ -104,3 +104,11 @@ def test_load_chart_errors_name_file_and_key(tmp_path):
         load_chart(p)
     with pytest.raises(FormatError, match="cannot read"):
         load_chart(tmp_path / "missing.json")
+
+
+def test_distance_limits_keep_the_chart_in_view_and_the_squares_large():
+    spec = default_chart()
+    near, far = spec.distance_limits_m((640, 360), 470.0)
+    w, h = spec.chart_size_m
+    assert 470.0 * h / near == pytest.approx(0.9 * 360)  # the height is the tighter limit at 16:9
+    assert 470.0 * 0.05 / far == pytest.approx(24)

@@ -89,6 +89,14 @@ def test_one_distance_session_is_refused_by_the_command_line(tmp_path):
     assert proc.stderr.startswith("error: cannot fit the lens: 1 usable distance")
     assert "Capture next: the chart at about" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "l.json").exists()
+    # the suggestions are where this camera sees the whole chart with squares of >= 24 px
+    # (s/p is about f/p = 235 px, a few per cent more when focused near)
+    import re
+
+    suggested = [float(x) for x in re.findall(r"([0-9.]+) m", proc.stderr.split("Capture next:")[1])]
+    assert abs(truth.focal_length_m / truth.pixel_pitch_m - 235) < 1
+    near, far = 235 * 0.154 / (0.9 * 180), 235 * 0.05 / 24
+    assert len(suggested) == 2 and all(0.97 * near <= d <= 1.05 * far for d in suggested), suggested
 
 
 def test_session_without_chart_found_names_what_to_do(tmp_path):

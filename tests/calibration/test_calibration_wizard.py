@@ -94,6 +94,11 @@ def test_one_distance_is_refused_with_advice(tmp_path, capsys):
     assert err.startswith("error: cannot fit the lens: 1 usable distance (0.4 m)")
     assert "Capture next: the chart at about" in err
     assert (tmp_path / "s" / "d0.400m" / "stack.json").is_file()  # what was captured is kept
+    # ... and the session can be resumed with the distance it asked for
+    code, out, err = _run(SIM + ["--non-interactive", "--distances", "0.25", "--resume", "--out", str(tmp_path / "s")], capsys)
+    assert code == 0, err
+    assert "resuming: 1 distance(s) already captured: 0.4 m" in out
+    assert LensProfile.load(tmp_path / "s" / "lens.json").fit["distances_m"] == [0.25, 0.4]
 
 
 def test_over_exposed_chart_is_refused(tmp_path, capsys):
@@ -135,3 +140,12 @@ def test_help_is_instant_and_imports_nothing_heavy():
     assert time.perf_counter() - t < 10
     proc = subprocess.run([sys.executable, "-m", "calibration", "fit"], capture_output=True, text=True, cwd=REPO, env=ENV, timeout=60)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
+
+
+def test_answers_on_stdin_and_quitting(tmp_path):
+    """A person (or a pipe) typing: the check bar, then 'q' quits before anything is captured."""
+    proc = subprocess.run([sys.executable, "-m", "calibration.wizard", *SIM, "--out", str(tmp_path / "s")],
+                          input="200\nq\n", capture_output=True, text=True, cwd=REPO, env=ENV, timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    assert "its length in mm [200]:" in proc.stdout and "quitting" in proc.stdout
+    assert (tmp_path / "s" / "chart.json").is_file() and (tmp_path / "s" / "session.json").is_file()
