@@ -97,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--cuda-archs", default=None, help="plugin CUDA architectures (default: this GPU's, else 87)")
     s.add_argument("--no-plugin", dest="build_plugin", action="store_false", help="do not build the plugin")
     s.add_argument("--plugin", type=Path, default=None, help="use this libgausspsf_trt.so instead of building one")
-    s.add_argument("--repeats", type=int, default=10, help="timed runs per latency (default 10)")
+    s.add_argument("--repeats", type=int, default=5, help="timed runs per latency (default 5)")
     s.add_argument("--max-psf-radius", type=int, default=32, help="cap on the physics graph's PSF radius")
     s.add_argument("--threads", type=int, default=None, help="onnxruntime threads")
     s.add_argument("--json", type=Path, default=None, help="also write the report as JSON here")

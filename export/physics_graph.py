@@ -40,10 +40,18 @@ DEFAULT_MAX_PSF_RADIUS = 32
 
 
 class GaussPsfNode(torch.autograd.Function):
-    """``gauss_psf(image (N,C,H,W), sigma (N,1,H,W), radius)`` that exports as one ``GaussPSF`` node."""
+    """``gauss_psf(image (N,C,H,W), sigma (N,1,H,W), radius)`` that exports as one ``GaussPSF`` node.
+
+    While the ONNX exporter traces, the forward returns a copy of the image instead of rendering: the node
+    is replaced by :meth:`symbolic` anyway, the values after it steer no Python branch, and tracing the
+    renderer's thousands of small operations would cost minutes at the default 32 px window. Outside
+    tracing it is :func:`model.render.gauss_psf`.
+    """
 
     @staticmethod
     def forward(ctx: Any, image: Tensor, sigma: Tensor, radius: int) -> Tensor:  # type: ignore[override]
+        if torch.jit.is_tracing():
+            return image.clone()
         return gauss_psf(image, sigma, radius)
 
     @staticmethod

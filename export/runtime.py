@@ -296,7 +296,12 @@ class TensorRTEngine:
         self.info: EngineInfo = read_engine_info(self.path)
         fallback = onnx_fallback_for(self.info.onnx_path)
         rebuild = f"rebuild it here: python -m export engine --onnx {self.info.onnx_path or 'MODEL.onnx'} --out {self.path}"
-        self.trt = trt if trt is not None else import_tensorrt()
+        if trt is None:
+            try:
+                trt = import_tensorrt()
+            except RuntimeUnavailableError as e:
+                raise RuntimeUnavailableError(str(e).split(". What works")[0], fallback) from None
+        self.trt = trt
         here = str(self.trt.__version__)
         if here != self.info.tensorrt_version:
             raise EngineMismatchError(

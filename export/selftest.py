@@ -59,7 +59,7 @@ class SelftestConfig:
     cuda_archs: str | None = None
     build_plugin: bool = True
     plugin: Path | None = None
-    repeats: int = 10
+    repeats: int = 5
     max_psf_radius: int = 32
     threads: int | None = None
 
@@ -110,6 +110,19 @@ def _load_or_untrained(checkpoint: Path | None) -> tuple[Any, str | None]:
     note = (f"the shipped checkpoint {default_checkpoint_path()} is missing: using an untrained DAIF-Net of the "
             "default architecture (checks the toolchain, not the weights)")
     return LoadedModel(net=net, lens=lens, focus_m=[1.0, 1.5, 2.5, 4.0, 6.0], path=None), note
+
+
+def _installed_trt_major(trt: Any) -> int:
+    """Major version of the given or installed full ``tensorrt`` (0 when there is none)."""
+    if trt is None:
+        try:
+            import tensorrt as trt  # type: ignore[import-not-found, no-redef]
+        except ImportError:
+            return 0
+    try:
+        return int(str(trt.__version__).split(".")[0])
+    except (AttributeError, ValueError):
+        return 0
 
 
 def run_selftest(config: SelftestConfig, *, trt: Any = None, cuda: Any = None,
@@ -167,7 +180,11 @@ def run_selftest(config: SelftestConfig, *, trt: Any = None, cuda: Any = None,
         missing = psf_ext.missing_build_tools(plugin=True)
         if missing:
             return "skipped", "cannot build the plugin here, missing: " + "; ".join(missing)
-        path = psf_ext.build_plugin(cuda_archs=archs)
+        if _installed_trt_major(trt) in range(1, 10):  # TensorRT 8 (JetPack 5): the IPluginV2DynamicExt variant
+            build_dir = psf_ext.build(psf_ext.BuildConfig(plugin=False, host=True, trt8=True, cuda_archs=archs))
+            path = build_dir / psf_ext.PLUGIN_LIBRARY_TRT8
+        else:
+            path = psf_ext.build_plugin(cuda_archs=archs)
         state["plugin"] = path
         return "ok", f"{path} (CUDA archs {archs})"
 

@@ -10,9 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # for `import fakes`
 
-SIZE = (48, 40)  # (W, H): a multiple of the tiny net's 4, so the traced graph needs no padding
-FOCUS = [1.0, 1.5, 2.5, 4.0, 6.0]
-RADIUS = 6
+from export_consts import FOCUS, RADIUS, SIZE  # noqa: E402
 
 
 @pytest.fixture(scope="session")

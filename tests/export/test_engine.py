@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import FOCUS, SIZE
+from export_consts import FOCUS, SIZE
 from export.cuda_backend import CudaPythonBackend
 from export.engine import EngineConfig, engine_shapes, import_tensorrt_builder, onnx_to_engine, trtexec_command
 from export.errors import EngineBuildError, PluginMissingError, RuntimeUnavailableError

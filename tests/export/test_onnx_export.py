@@ -9,7 +9,7 @@ import onnx
 import pytest
 import torch
 
-from conftest import FOCUS, RADIUS, SIZE
+from export_consts import FOCUS, RADIUS, SIZE
 from export.metadata import MetadataError, OnnxModelInfo, read_onnx_info, read_sidecar
 from export.onnx_export import TOLERANCES, OnnxExportConfig, check_onnx, export_onnx, reference_stack
 from export.runtime import OnnxRunner

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import FOCUS, SIZE
+from export_consts import FOCUS, SIZE
 from export.cuda_backend import CudaPythonBackend, PyCudaBackend, open_cuda
 from export.engine import EngineConfig, onnx_to_engine
 from export.errors import CudaUnavailableError, EngineMismatchError, PluginMissingError

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import FOCUS, SIZE
+from export_consts import FOCUS, SIZE
 from export.__main__ import main
 from fakes import FakeCudaDriver, make_fake_tensorrt, write_plugin_standin
 
