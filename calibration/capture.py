@@ -48,6 +48,8 @@ class CaptureConfig:
         max_motion_px: the chart may move at most this much (pixels) between two frames at the same focus.
         min_found_fraction: the chart must be found in at least this fraction of a sweep's frames.
         max_tilt_keystone: warn when the chart's keystone (relative spacing difference) exceeds this.
+        bit_depth: frames are quantised to this (8 or 16, as they are saved) before they are measured;
+            ``None`` keeps them as captured.
         measure: chart measurement options.
     """
 
@@ -57,6 +59,7 @@ class CaptureConfig:
     max_motion_px: float = 0.6
     min_found_fraction: float = 0.7
     max_tilt_keystone: float = 0.02
+    bit_depth: int | None = 8
     measure: MeasureConfig = MeasureConfig()
 
     def __post_init__(self) -> None:
@@ -329,9 +332,14 @@ def capture_sweep(
             if not first_meta and isinstance(fr.metadata, dict):
                 first_meta = {k: val for k, val in fr.metadata.items() if isinstance(val, (int, float, str, bool)) or val is None}
             controls.append(frame_control(fr, axis, v) if axis == "control" else frame_control(fr, "dioptres", v))
-            images.append(np.asarray(fr.image, np.float32))
+            img = np.asarray(fr.image, np.float32)
+            if config.bit_depth:
+                # measured exactly as it will be stored, so that an offline re-fit gives the same lens
+                top = float(2**config.bit_depth - 1)
+                img = (np.round(np.clip(img, 0.0, 1.0) * top) / top).astype(np.float32)
+            images.append(img)
             stamps.append(fr.metadata.get("timestamp_ns") if isinstance(fr.metadata, dict) else None)
-            m = measure_frame(fr.image, spec, config.measure)
+            m = measure_frame(img, spec, config.measure)
             meas.append(m)
             if on_frame is not None:
                 on_frame(i, m)

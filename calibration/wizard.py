@@ -217,6 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     import datetime
     import logging
+    from dataclasses import replace
     from pathlib import Path
 
     import numpy as np
@@ -227,7 +228,7 @@ def _run(args: argparse.Namespace) -> int:
     from calibration.measure import MeasureConfig
     from calibration.presets import get_preset, guess_from_numbers
     from calibration.report import coverage_text, plot_fit
-    from calibration.session import measure_session, save_sweep, update_session_info, write_session_chart
+    from calibration.session import measure_session, read_session_info, save_sweep, update_session_info, write_session_chart
     from model.cli import UsageError, setup_logging
     from model.errors import FormatError
     from model.formats import find_stacks
@@ -311,7 +312,9 @@ def _run(args: argparse.Namespace) -> int:
             focus_range_dioptres=list(focus_range),
         )
         mconf = MeasureConfig(gamma=gamma)
-        cconf = CaptureConfig(frames=args.frames, measure=mconf)
+        # linear frames need 16 bits on disk (8-bit linear would band the dark squares)
+        bits = 16 if gamma == "linear" else 8
+        cconf = CaptureConfig(frames=args.frames, measure=mconf, bit_depth=bits)
         fconf = FitConfig(fit_distance_offset=not args.no_distance_offset,
                           control_name=(describe.get("control") if axis == "control" else "dioptres") or "LensPosition")
         if hasattr(camera, "lock_exposure"):
@@ -321,13 +324,12 @@ def _run(args: argparse.Namespace) -> int:
                 log.warning("could not lock exposure: %s", e)
 
         have: list[float] = []
-        for f in existing:
-            from model.formats import read_stack
-
-            st = read_stack(f, require_focus=False, load_images=False)
-            if st.target and "distance_m" in st.target:
-                have.append(float(st.target["distance_m"]))
-        if have:
+        measured: dict[str, Any] = {}  # stack folder -> Sweep, for the final fit (what an offline re-fit sees)
+        if existing:
+            old = measure_session(session, mconf, progress=True)
+            for folder, sw in zip(old.stacks, old.sweeps):
+                measured[str(folder)] = sw
+                have.append(sw.distance_m)
             ui.say(f"resuming: {len(have)} distance(s) already captured: {', '.join(f'{d:g} m' for d in have)}")
         planned = list(args.distances or [])
         captured: list[Any] = []  # this run's sweeps (measured), for trial fits
@@ -421,9 +423,10 @@ def _run(args: argparse.Namespace) -> int:
             s = cap.sweep()
             i_min = int(np.nanargmin(s.sigma_px))
             ui.say(f"  swept {len(cap.controls)} focus values: sharpest at {s.control[i_min]:.3g} (blur {s.sigma_px[i_min]:.2f} px)")
-            folder = save_sweep(session, cap.images, cap.controls, dist, guess=guess_profile,
+            folder = save_sweep(session, cap.images, cap.controls, dist, guess=guess_profile, bit_depth=bits,
                                 capture={**cap.metadata, "camera": describe.get("camera", args.camera), "sweep_axis": axis,
                                          "timestamps_ns": [t for t in cap.timestamps_ns]})
+            measured[str(folder)] = replace(s, label=folder.name)
             have.append(dist)
             ui.say(f"  saved {folder}")
             captured.append(s)
@@ -444,19 +447,17 @@ def _run(args: argparse.Namespace) -> int:
 
         if settle is None and not have:
             raise CalibrationError("nothing was captured: " + needed())
-        # the fit
-        sd = measure_session(session, mconf, progress=True)
-        result = fit_lens(sd.sweeps, sd.image_size, fconf, guess, name=args.name or f"{describe.get('camera', args.camera)}-calibrated",
+        # the fit: every stack of the session, measured as `python -m calibration fit` measures them
+        sweeps = [measured[k] for k in sorted(measured)]
+        result = fit_lens(sweeps, size, fconf, guess, name=args.name or f"{describe.get('camera', args.camera)}-calibrated",
                           focus_range_dioptres=focus_range, distance_limits_m=limits_now())
         extra: dict[str, Any] = {}
-        info = sd.info.get("settle") or (settle.to_dict() if settle else None)
+        info = read_session_info(session).get("settle") or (settle.to_dict() if settle else None)
         if info:
             interval = info.get("frame_interval_s") or 0.0
             # conservative: the settled frame's start may come up to one frame after the first frame's
             extra["settle_frames"] = int(info["settle_frames"])
             extra["settle_time_s"] = float(info["settle_time_s"]) + (float(interval) if math.isfinite(interval) else 0.0)
-        from dataclasses import replace
-
         lens = replace(result.lens, extra={**result.lens.extra, **extra})
         out_profile = Path(args.profile) if args.profile else session / "lens.json"
         lens.save(out_profile)
