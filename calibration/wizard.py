@@ -122,6 +122,8 @@ class Prompter:
             except EOFError:
                 self.say("")
                 return None
+            if not sys.stdin.isatty():  # piped answers: show them, as a terminal would
+                self.say(ans)
         return ans or default
 
 
@@ -215,27 +217,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    import datetime
-    import logging
-    from dataclasses import replace
-    from pathlib import Path
-
-    import numpy as np
-
-    from calibration.capture import CaptureConfig, CaptureError, capture_sweep, measure_settle, preview
-    from calibration.chart import default_chart, load_chart
-    from calibration.fit import CalibrationError, FitConfig, fit_lens, suggest_distances
-    from calibration.measure import MeasureConfig
-    from calibration.presets import get_preset, guess_from_numbers
-    from calibration.report import coverage_text, plot_fit
-    from calibration.session import measure_session, read_session_info, save_sweep, update_session_info, write_session_chart
     from model.cli import UsageError, setup_logging
-    from model.errors import FormatError
-    from model.formats import find_stacks
-    from model.lens import LensProfile
 
     setup_logging(args.verbose)
-    log = logging.getLogger("calibration.wizard")
     if args.non_interactive and not args.distances:
         raise UsageError("--non-interactive needs --distances (the chart distances to capture, metres)")
     if args.distances and any(not (math.isfinite(d) and 0.05 < d < 20) for d in args.distances):
@@ -244,140 +228,203 @@ def _run(args: argparse.Namespace) -> int:
         raise UsageError("--frames must be at least 6")
     answers = None
     if args.answers:
+        from pathlib import Path
+
         try:
             answers = Path(args.answers).read_text(encoding="utf-8").splitlines()
         except OSError as e:
             raise UsageError(f"{args.answers}: cannot read the answers file ({e.strerror or e})") from None
-    ui = Prompter(answers, interactive=not args.non_interactive, out=sys.stdout)
+    wizard = _Wizard(args, Prompter(answers, interactive=not args.non_interactive, out=sys.stdout))
+    return wizard.run()
 
-    # the session folder
-    session = Path(args.out or f"calibration-session-{datetime.datetime.now():%Y%m%d-%H%M%S}")
-    existing = find_stacks(session) if session.exists() else []
-    if session.exists() and any(session.iterdir()) and not args.resume:
-        raise UsageError(f"{session}: exists and is not empty (use --resume to add to it, or another --out)")
 
-    # the chart (and its print scale); a resumed session keeps the chart its captures were taken with
-    resumed_chart = session / "chart.json"
-    if args.resume and resumed_chart.is_file():
-        chart = load_chart(resumed_chart)
-    else:
-        chart = load_chart(args.chart) if args.chart else default_chart()
-    bar_mm = args.bar_mm
-    if bar_mm is None and ui.interactive and not (args.resume and resumed_chart.is_file()):
+class _Wizard:
+    """One calibration session: chart, camera, distances, captures, fit."""
+
+    #: a new distance closer than this (dioptres) to a captured one adds almost nothing
+    MIN_SEPARATION_DPT = 0.15
+
+    def __init__(self, args: argparse.Namespace, ui: Prompter) -> None:
+        import datetime
+        from pathlib import Path
+
+        self.args, self.ui = args, ui
+        self.session = Path(args.out or f"calibration-session-{datetime.datetime.now():%Y%m%d-%H%M%S}")
+        self.have: list[float] = []  # captured distances (this run and resumed)
+        self.measured: dict[str, Any] = {}  # stack folder -> Sweep: what an offline re-fit sees
+        self.captured: list[Any] = []  # this run's sweeps, for trial fits
+        self.planned = list(args.distances or [])
+        self.settle: Any = None
+        self.scale_at_unit: float | None = None  # s / p (pixels), known after the first look at the chart
+
+    # ------------------------------------------------------------------ the steps
+
+    def run(self) -> int:
+        from model.cli import UsageError
+        from model.formats import find_stacks
+
+        existing = find_stacks(self.session) if self.session.exists() else []
+        if self.session.exists() and any(self.session.iterdir()) and not self.args.resume:
+            raise UsageError(f"{self.session}: exists and is not empty (use --resume to add to it, or another --out)")
+        self._choose_chart()
+        self.camera = None
+        try:
+            self._open()
+            if existing:
+                self._resume()
+            while True:
+                dist = self._next_distance()
+                if dist is None:
+                    break
+                if dist < 0:  # quit
+                    self.ui.say(f"quitting; the captures so far are in {self.session}")
+                    return 1
+                self._capture_at(dist)
+                if not self.planned and not self.ui.interactive:
+                    break
+            return self._finish()
+        finally:
+            if self.camera is not None:
+                self.camera.close()
+
+    def _choose_chart(self) -> None:
+        """The chart and its print scale; a resumed session keeps the chart its captures were taken with."""
+        from calibration.chart import default_chart, load_chart
+        from model.cli import UsageError
+
+        args, ui = self.args, self.ui
+        resumed = self.session / "chart.json"
+        keep = args.resume and resumed.is_file()
+        chart = load_chart(resumed) if keep else (load_chart(args.chart) if args.chart else default_chart())
+        bar_mm = args.bar_mm
         nominal = chart.ruler_m * chart.scale * 1000
-        while True:
-            ans = ui.ask(f"Measure the check bar printed under the squares: its length in mm", f"{nominal:.0f}")
+        while bar_mm is None and ui.interactive and not keep:
+            ans = ui.ask("Measure the check bar printed under the squares: its length in mm", f"{nominal:.0f}")
             if ans is None:
                 break
             try:
                 bar_mm = float(ans)
             except ValueError:
                 ui.say(f"  please type a number of millimetres (the bar should be about {nominal:.0f} mm)")
-                continue
-            break
-    if bar_mm is not None:
-        nominal = chart.ruler_m * chart.scale * 1000
-        if not 0.5 * nominal < bar_mm < 1.5 * nominal:
-            raise UsageError(f"a {bar_mm:g} mm check bar is far from the nominal {nominal:.0f} mm: print the chart at 100 %")
-        chart = chart.with_scale(chart.scale * bar_mm / nominal)
+        if bar_mm is not None:
+            if not 0.5 * nominal < bar_mm < 1.5 * nominal:
+                raise UsageError(f"a {bar_mm:g} mm check bar is far from the nominal {nominal:.0f} mm: print the chart at 100 %")
+            chart = chart.with_scale(chart.scale * bar_mm / nominal)
+        self.chart = chart
 
-    # guesses
-    size_hint = args.sim_size
-    preset = get_preset(args.preset) if args.preset else None
-    camera, placer, gamma = None, None, "srgb"
-    guess_profile = None
-    try:
-        camera, placer, gamma = _open_camera(args, chart, None)
-        size = tuple(getattr(camera, "image_size", size_hint))
-        guess = preset.guess(size) if preset else guess_from_numbers(args.focal_length_mm, args.f_number, args.pixel_um, args.native_width, size)
-        if guess is not None and guess.focal_length_m and guess.f_number and guess.pixel_pitch_m:
-            guess_profile = LensProfile(guess.focal_length_m, guess.f_number, guess.pixel_pitch_m, name=guess.name or "first guess",
-                                        image_size=(int(size[0]), int(size[1])))
-        describe = camera.describe() if hasattr(camera, "describe") else {"camera": args.camera}
+    def _open(self) -> None:
+        """Open the camera, work out the guesses, describe the session on disk."""
+        import logging
+
         from calibration.camera_protocol import sweep_axis
+        from calibration.capture import CaptureConfig
+        from calibration.fit import FitConfig
+        from calibration.measure import MeasureConfig
+        from calibration.presets import get_preset, guess_from_numbers
+        from calibration.session import update_session_info, write_session_chart
+        from model.lens import LensProfile
 
-        axis, lo, hi = sweep_axis(camera)
-        focus_range = tuple(camera.focus_range_dioptres)
-        ui.say(f"camera: {describe.get('camera', args.camera)}, {size[0]}x{size[1]}, focus {axis} {lo:g}..{hi:g}"
-               f" ({focus_range[0]:g}..{focus_range[1]:g} dioptres nominal)")
-        session.mkdir(parents=True, exist_ok=True)
-        write_session_chart(session, chart)
+        args, ui = self.args, self.ui
+        preset = get_preset(args.preset) if args.preset else None
+        self.camera, self.placer, gamma = _open_camera(args, self.chart, None)
+        size = tuple(getattr(self.camera, "image_size", args.sim_size))
+        self.size = (int(size[0]), int(size[1]))
+        guess = preset.guess(self.size) if preset else guess_from_numbers(
+            args.focal_length_mm, args.f_number, args.pixel_um, args.native_width, self.size)
+        self.guess = guess
+        self.guess_profile = None
+        if guess is not None and guess.focal_length_m and guess.f_number and guess.pixel_pitch_m:
+            self.guess_profile = LensProfile(guess.focal_length_m, guess.f_number, guess.pixel_pitch_m,
+                                             name=guess.name or "first guess", image_size=self.size)
+        self.describe = self.camera.describe() if hasattr(self.camera, "describe") else {"camera": args.camera}
+        self.axis, lo, hi = sweep_axis(self.camera)
+        self.focus_range = tuple(float(x) for x in self.camera.focus_range_dioptres)
+        ui.say(f"camera: {self.describe.get('camera', args.camera)}, {self.size[0]}x{self.size[1]}, focus {self.axis} "
+               f"{lo:g}..{hi:g} ({self.focus_range[0]:g}..{self.focus_range[1]:g} dioptres nominal)")
+        self.session.mkdir(parents=True, exist_ok=True)
+        write_session_chart(self.session, self.chart)
         update_session_info(
-            session,
-            camera=describe,
+            self.session,
+            camera=self.describe,
             guess=None if guess is None else {"focal_length_m": guess.focal_length_m, "f_number": guess.f_number,
                                                "pixel_pitch_m": guess.pixel_pitch_m, "name": guess.name},
             gamma=gamma,
-            sweep_axis=axis,
-            focus_range_dioptres=list(focus_range),
+            sweep_axis=self.axis,
+            focus_range_dioptres=list(self.focus_range),
         )
-        mconf = MeasureConfig(gamma=gamma)
+        self.mconf = MeasureConfig(gamma=gamma)
         # linear frames need 16 bits on disk (8-bit linear would band the dark squares)
-        bits = 16 if gamma == "linear" else 8
-        cconf = CaptureConfig(frames=args.frames, measure=mconf, bit_depth=bits)
-        fconf = FitConfig(fit_distance_offset=not args.no_distance_offset,
-                          control_name=(describe.get("control") if axis == "control" else "dioptres") or "LensPosition")
-        if hasattr(camera, "lock_exposure"):
+        self.bits = 16 if gamma == "linear" else 8
+        self.cconf = CaptureConfig(frames=args.frames, measure=self.mconf, bit_depth=self.bits)
+        control = self.describe.get("control") if self.axis == "control" else "dioptres"
+        self.fconf = FitConfig(fit_distance_offset=not args.no_distance_offset, control_name=control or "LensPosition")
+        if hasattr(self.camera, "lock_exposure"):
             try:
-                camera.lock_exposure()
+                self.camera.lock_exposure()
             except Exception as e:  # noqa: BLE001 - not every backend can; the sweep still works
-                log.warning("could not lock exposure: %s", e)
+                logging.getLogger("calibration.wizard").warning("could not lock exposure: %s", e)
 
-        have: list[float] = []
-        measured: dict[str, Any] = {}  # stack folder -> Sweep, for the final fit (what an offline re-fit sees)
-        if existing:
-            old = measure_session(session, mconf, progress=True)
-            for folder, sw in zip(old.stacks, old.sweeps):
-                measured[str(folder)] = sw
-                have.append(sw.distance_m)
-            ui.say(f"resuming: {len(have)} distance(s) already captured: {', '.join(f'{d:g} m' for d in have)}")
-        planned = list(args.distances or [])
-        captured: list[Any] = []  # this run's sweeps (measured), for trial fits
-        settle = None
-        scale_at_unit = None  # s / p (pixels), known after the first look at the chart
+    def _resume(self) -> None:
+        from calibration.session import measure_session
 
-        def suggestions() -> list[float]:
-            limits = None
-            s_over_p = scale_at_unit or (guess.focal_length_m / guess.pixel_pitch_m if guess and guess.focal_length_m and guess.pixel_pitch_m else None)
-            if s_over_p:
-                # the whole chart in view (90 % of the frame) and squares of at least 24 px
-                limits = chart.distance_limits_m(size, s_over_p)
-            return [round(d, 2) for d in suggest_distances(have, focus_range, 3, limits)]
+        old = measure_session(self.session, self.mconf, progress=True)
+        for folder, sw in zip(old.stacks, old.sweeps):
+            self.measured[str(folder)] = sw
+            self.have.append(sw.distance_m)
+        self.ui.say(f"resuming: {len(self.have)} distance(s) already captured: {', '.join(f'{d:g} m' for d in self.have)}")
 
-        def limits_now() -> tuple[float, float] | None:
-            return chart.distance_limits_m(size, scale_at_unit) if scale_at_unit else None
+    # ------------------------------------------------------------------ advice
 
-        def needed() -> str:
-            if len(have) == 0:
-                return "the fit needs the chart at two or more distances, each swept through focus"
-            if len(have) == 1:
-                return f"one more distance is needed, e.g. about {suggestions()[0]:g} m"
-            return ""
+    def _limits(self, use_guess: bool = False) -> tuple[float, float] | None:
+        """Where the chart is usable (whole chart in view, squares >= 24 px), from the measured scale
+        (or, before the first look, the guess)."""
+        s_over_p = self.scale_at_unit
+        g = self.guess
+        if s_over_p is None and use_guess and g is not None and g.focal_length_m and g.pixel_pitch_m:
+            s_over_p = g.focal_length_m / g.pixel_pitch_m
+        return self.chart.distance_limits_m(self.size, s_over_p) if s_over_p else None
 
+    def _suggestions(self) -> list[float]:
+        from calibration.fit import suggest_distances
+
+        return [round(d, 2) for d in suggest_distances(self.have, self.focus_range, 3, self._limits(use_guess=True))]
+
+    def _needed(self) -> str:
+        if not self.have:
+            return "the fit needs the chart at two or more distances, each swept through focus"
+        if len(self.have) == 1:
+            return f"one more distance is needed, e.g. about {self._suggestions()[0]:g} m"
+        return ""
+
+    # ------------------------------------------------------------------ one distance
+
+    def _next_distance(self) -> float | None:
+        """The next distance to capture; ``None`` to finish, ``-1`` to quit."""
+        from calibration.report import coverage_text
+
+        ui = self.ui
         while True:
-            # which distance next
-            if planned:
-                dist = planned.pop(0)
+            if self.planned:
+                dist = self.planned.pop(0)
                 ui.say(f"\nchart distance {dist:g} m")
-            elif ui.interactive:
-                sug = suggestions()[0]
+            elif not ui.interactive:
+                return None
+            else:
                 ui.say("")
-                ui.say(coverage_text(have, focus_range))
-                need = needed()
-                if need:
-                    ui.say(need)
-                ans = ui.ask(f"Put the chart at about {sug:g} m, facing the camera, then type the distance you measured in metres "
-                             f"(empty to finish, q to quit)")
-                if ans is None or ans == "":
-                    if len(have) < 2:
-                        ui.say(needed() if ans is not None else "no more answers")
-                        if ans is None:
-                            break
-                        continue
-                    break
+                ui.say(coverage_text(self.have, self.focus_range))
+                if self._needed():
+                    ui.say(self._needed())
+                ans = ui.ask(f"Put the chart at about {self._suggestions()[0]:g} m, facing the camera, then type the "
+                             "distance you measured in metres (empty to finish, q to quit)")
+                if ans is None:
+                    ui.say("no more answers")
+                    return None
+                if ans == "":
+                    if len(self.have) < 2:
+                        continue  # the loop says again what is needed
+                    return None
                 if ans.lower() in ("q", "quit", "exit"):
-                    ui.say(f"quitting; the captures so far are in {session}")
-                    return 1
+                    return -1.0
                 try:
                     dist = float(ans.replace("m", "").strip())
                 except ValueError:
@@ -386,83 +433,112 @@ def _run(args: argparse.Namespace) -> int:
                 if not 0.05 < dist < 20:
                     ui.say(f"  {dist:g} m is not a plausible chart distance (metres, e.g. 0.4)")
                     continue
-            else:
-                break
-            # near-duplicates add nothing to the fit
-            close = [d for d in have if abs(1.0 / d - 1.0 / dist) < 0.15]
+            close = [d for d in self.have if abs(1.0 / d - 1.0 / dist) < self.MIN_SEPARATION_DPT]
             if close:
-                alt = suggestions()[0]
-                ui.say(f"  refused: {dist:g} m is too close to the {close[0]:g} m already captured (less than 0.15 dioptres "
-                       f"apart, it adds almost nothing); try about {alt:g} m")
+                ui.say(f"  refused: {dist:g} m is too close to the {close[0]:g} m already captured (less than "
+                       f"{self.MIN_SEPARATION_DPT:g} dioptres apart, it adds almost nothing); try about {self._suggestions()[0]:g} m")
                 continue
-            placer.place(dist)
-            look = preview(camera, chart, cconf, distance_m=dist)
-            for w in look.warnings:
-                ui.say(f"  note: {w}")
-            if not look.ok:
-                ui.say("  cannot use this view: " + "; ".join(look.problems))
-                continue
-            m0 = look.measurement
-            scale_at_unit = m0.scale_px_per_m * dist
-            ui.say(f"  chart found: squares {m0.square_px:.0f} px, blur {m0.sigma_px:.2f} px")
-            if settle is None:
-                ui.say("  measuring the focus settle time (keep everything still)...")
-                try:
-                    settle = measure_settle(camera)
-                except CaptureError as e:
-                    ui.say(f"  {e}")
-                    continue
-                ui.say(f"  the focus settles {settle.settle_frames} frames ({settle.settle_time_s * 1000:.0f} ms) after a full-range move")
-                update_session_info(session, settle=settle.to_dict())
-            cap = capture_sweep(camera, chart, dist, cconf, settle_frames=settle.settle_frames, progress=True)
-            for w in cap.warnings:
-                ui.say(f"  note: {w}")
-            if not cap.ok:
-                ui.say("  capture refused: " + "; ".join(cap.problems))
-                continue
-            s = cap.sweep()
-            i_min = int(np.nanargmin(s.sigma_px))
-            ui.say(f"  swept {len(cap.controls)} focus values: sharpest at {s.control[i_min]:.3g} (blur {s.sigma_px[i_min]:.2f} px)")
-            folder = save_sweep(session, cap.images, cap.controls, dist, guess=guess_profile, bit_depth=bits,
-                                capture={**cap.metadata, "camera": describe.get("camera", args.camera), "sweep_axis": axis,
-                                         "timestamps_ns": [t for t in cap.timestamps_ns]})
-            measured[str(folder)] = replace(s, label=folder.name)
-            have.append(dist)
-            ui.say(f"  saved {folder}")
-            captured.append(s)
-            if len(captured) >= 2:
-                # a trial fit on this run's sweeps: how well do they pin the lens down?
-                try:
-                    trial = fit_lens(captured, size, fconf, guess, focus_range_dioptres=focus_range, distance_limits_m=limits_now())
-                    e = trial.stderr
-                    rel = max(e["f_m"] / trial.params["f_m"], e["N"] / trial.params["N"], e["p_m"] / trial.params["p_m"])
-                    ui.say(f"  fit so far: f {trial.params['f_m'] * 1e3:.3f} mm, N {trial.params['N']:.3f}, "
-                           f"p {trial.params['p_m'] * 1e6:.3f} um (worst uncertainty {100 * rel:.1f} %)")
-                    if rel > 0.015 and not planned:
-                        ui.say(f"  another distance would tighten it: about {suggestions()[0]:g} m")
-                except CalibrationError as e:
-                    ui.say(f"  not enough for a fit yet: {str(e).splitlines()[0]}")
-            if not planned and not ui.interactive:
-                break
+            return dist
 
-        if settle is None and not have:
-            raise CalibrationError("nothing was captured: " + needed())
-        # the fit: every stack of the session, measured as `python -m calibration fit` measures them
-        sweeps = [measured[k] for k in sorted(measured)]
-        result = fit_lens(sweeps, size, fconf, guess, name=args.name or f"{describe.get('camera', args.camera)}-calibrated",
-                          focus_range_dioptres=focus_range, distance_limits_m=limits_now())
+    def _capture_at(self, dist: float) -> None:
+        """Check the view, (first time) measure the settle time, sweep, check, save, report."""
+        from dataclasses import replace
+
+        import numpy as np
+
+        from calibration.capture import CaptureError, capture_sweep, measure_settle, preview
+        from calibration.session import save_sweep, update_session_info
+
+        ui = self.ui
+        self.placer.place(dist)
+        if self.placer.automatic and ui.interactive:
+            ui.say(f"  (simulated camera: the chart is now at {dist:g} m)")
+        look = preview(self.camera, self.chart, self.cconf, distance_m=dist)
+        for w in look.warnings:
+            ui.say(f"  note: {w}")
+        if not look.ok:
+            ui.say("  cannot use this view: " + "; ".join(look.problems))
+            return
+        m0 = look.measurement
+        self.scale_at_unit = m0.scale_px_per_m * dist
+        ui.say(f"  chart found: squares {m0.square_px:.0f} px, blur {m0.sigma_px:.2f} px")
+        if self.settle is None:
+            ui.say("  measuring the focus settle time (keep everything still)...")
+            try:
+                self.settle = measure_settle(self.camera)
+            except CaptureError as e:
+                ui.say(f"  {e}")
+                return
+            ui.say(f"  the focus settles {self.settle.settle_frames} frames ({self.settle.settle_time_s * 1000:.0f} ms) "
+                   "after a full-range move")
+            update_session_info(self.session, settle=self.settle.to_dict())
+        cap = capture_sweep(self.camera, self.chart, dist, self.cconf, settle_frames=self.settle.settle_frames, progress=True)
+        for w in cap.warnings:
+            ui.say(f"  note: {w}")
+        if not cap.ok:
+            ui.say("  capture refused: " + "; ".join(cap.problems))
+            return
+        sw = cap.sweep()
+        i_min = int(np.nanargmin(sw.sigma_px))
+        ui.say(f"  swept {len(cap.controls)} focus values: sharpest at {sw.control[i_min]:.3g} (blur {sw.sigma_px[i_min]:.2f} px)")
+        folder = save_sweep(self.session, cap.images, cap.controls, dist, guess=self.guess_profile, bit_depth=self.bits,
+                            capture={**cap.metadata, "camera": self.describe.get("camera", self.args.camera),
+                                     "sweep_axis": self.axis, "timestamps_ns": list(cap.timestamps_ns)})
+        self.measured[str(folder)] = replace(sw, label=folder.name)
+        self.have.append(dist)
+        self.captured.append(sw)
+        ui.say(f"  saved {folder}")
+        self._trial_fit()
+
+    def _trial_fit(self) -> None:
+        """How well do this run's sweeps pin the lens down so far?"""
+        from calibration.fit import CalibrationError, fit_lens
+
+        if len(self.captured) < 2:
+            return
+        try:
+            trial = fit_lens(self.captured, self.size, self.fconf, self.guess, focus_range_dioptres=self.focus_range,
+                             distance_limits_m=self._limits())
+        except CalibrationError as e:
+            self.ui.say(f"  not enough for a fit yet: {str(e).splitlines()[0]}")
+            return
+        p, e = trial.params, trial.stderr
+        rel = max(e["f_m"] / p["f_m"], e["N"] / p["N"], e["p_m"] / p["p_m"])
+        self.ui.say(f"  fit so far: f {p['f_m'] * 1e3:.3f} mm, N {p['N']:.3f}, p {p['p_m'] * 1e6:.3f} um "
+                    f"(worst uncertainty {100 * rel:.1f} %)")
+        if rel > 0.015 and not self.planned:
+            self.ui.say(f"  another distance would tighten it: about {self._suggestions()[0]:g} m")
+
+    # ------------------------------------------------------------------ the fit
+
+    def _finish(self) -> int:
+        from dataclasses import replace
+        from pathlib import Path
+
+        from calibration.fit import CalibrationError, fit_lens
+        from calibration.report import plot_fit
+        from calibration.session import read_session_info, update_session_info
+
+        args, ui = self.args, self.ui
+        if not self.measured:
+            raise CalibrationError("nothing was captured: " + self._needed())
+        # every stack of the session, measured as `python -m calibration fit` measures them
+        sweeps = [self.measured[k] for k in sorted(self.measured)]
+        result = fit_lens(sweeps, self.size, self.fconf, self.guess,
+                          name=args.name or f"{self.describe.get('camera', args.camera)}-calibrated",
+                          focus_range_dioptres=self.focus_range, distance_limits_m=self._limits())
         extra: dict[str, Any] = {}
-        info = read_session_info(session).get("settle") or (settle.to_dict() if settle else None)
+        info = read_session_info(self.session).get("settle") or (self.settle.to_dict() if self.settle else None)
         if info:
             interval = info.get("frame_interval_s") or 0.0
-            # conservative: the settled frame's start may come up to one frame after the first frame's
+            # conservative: the settled frame may start up to one frame after the first frame after the command
             extra["settle_frames"] = int(info["settle_frames"])
             extra["settle_time_s"] = float(info["settle_time_s"]) + (float(interval) if math.isfinite(interval) else 0.0)
         lens = replace(result.lens, extra={**result.lens.extra, **extra})
-        out_profile = Path(args.profile) if args.profile else session / "lens.json"
+        out_profile = Path(args.profile) if args.profile else self.session / "lens.json"
         lens.save(out_profile)
-        picture = plot_fit(result, session / "fit.png")
-        update_session_info(session, fitted_profile=str(out_profile))
+        picture = plot_fit(result, self.session / "fit.png")
+        update_session_info(self.session, fitted_profile=str(out_profile))
         ui.say("")
         ui.say(result.summary())
         if extra:
@@ -474,13 +550,8 @@ def _run(args: argparse.Namespace) -> int:
 
             if not webbrowser.open(picture.resolve().as_uri()):
                 ui.say("  (no image viewer found: open the file yourself)")
-        ui.say(f"session (refit with `python -m calibration fit {session}`): {session}")
+        ui.say(f"session (refit with `python -m calibration fit {self.session}`): {self.session}")
         return 0
-    except FormatError:
-        raise
-    finally:
-        if camera is not None:
-            camera.close()
 
 
 if __name__ == "__main__":
