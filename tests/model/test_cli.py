@@ -85,3 +85,16 @@ def test_help_is_fast():
     for mod in ("model.predict", "model.evaluate", "model.info", "model.train"):
         r = _run("-m", mod, "--help", timeout=20)
         assert r.returncode == 0 and "usage" in r.stdout
+
+
+def test_finetune_is_one_command(tmp_path, tiny_checkpoint, small_stack):
+    for i in range(2):
+        write_stack(tmp_path / "rec" / f"s{i}", small_stack)
+    out = tmp_path / "ft"
+    r = _run("-m", "model.train", "--no-progress", "--finetune", str(tmp_path / "rec"), "--init", str(tiny_checkpoint),
+             f"out_dir={out}", "steps=1", "crop=32", "batch_size=2", "num_workers=0", "max_psf_radius=6", timeout=180)
+    assert r.returncode == 0, r.stderr[-2000:]
+    from model.checkpoint import load_checkpoint
+
+    m = load_checkpoint(out / "last.pt")
+    assert m.step == 1 and m.config["data"] == "folder" and m.config["init"] == str(tiny_checkpoint)

@@ -8,7 +8,8 @@ from model.train_config import TrainConfig
 def test_yaml_and_overrides(tmp_path):
     p = tmp_path / "c.yaml"
     p.write_text("steps: 10\ncrop: 32\nloss:\n  recon: 100\n")
-    cfg = load_config(TrainConfig, p, ["batch_size=2", "loss.smooth=1", "focus_m=[1, 2, 3]"])
+    cfg = load_config(TrainConfig, p, ["batch_size=2", "loss.smooth=1", "focus_m=[1, 2, 3]", "lr=1e-4"])
+    assert cfg.lr == 1e-4
     assert (cfg.steps, cfg.crop, cfg.batch_size) == (10, 32, 2)
     assert cfg.loss.recon == 100 and cfg.loss.smooth == 1 and cfg.focus_m == [1.0, 2.0, 3.0]
     assert config_to_dict(cfg)["loss"]["recon"] == 100
