@@ -24,18 +24,9 @@ import argparse
 import sys
 from typing import Sequence
 
+from calibration.cli_args import image_size_arg
+
 __all__ = ["main", "build_parser"]
-
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        w, h = text.lower().split("x")
-        size = (int(w), int(h))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, got {text!r}") from None
-    if size[0] < 64 or size[1] < 48:
-        raise argparse.ArgumentTypeError(f"image size {text} is too small (at least 64x48)")
-    return size
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("out", help="session folder to create")
     s.add_argument("--distances", type=float, nargs="+", default=[0.3, 0.5, 0.9], help="chart distances, metres")
     s.add_argument("--lens", default=None, help="the true lens (lens/1 with focus_control and image_size); default: a Camera-Module-3-like module")
-    s.add_argument("--size", type=_size, default=None, help="frame size WxH (default: the lens's, or 640x360)")
+    s.add_argument("--size", type=image_size_arg, default=None, help="frame size WxH (default: the lens's, or 640x360)")
     s.add_argument("--frames", type=int, default=15, help="focus values per sweep")
     s.add_argument("--control-range", type=float, nargs=2, default=[0.0, 10.0], metavar=("LO", "HI"), help="raw focus values swept")
     s.add_argument("--psf", choices=("gauss", "disc"), default="gauss", help="defocus PSF shape")

@@ -36,18 +36,9 @@ import math
 import sys
 from typing import Any, Iterator, Sequence, TextIO
 
+from calibration.cli_args import image_size_arg
+
 __all__ = ["main", "build_parser"]
-
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        w, h = text.lower().split("x")
-        size = (int(w), int(h))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, got {text!r}") from None
-    if size[0] < 64 or size[1] < 48:
-        raise argparse.ArgumentTypeError(f"image size {text} is too small (at least 64x48)")
-    return size
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="how frames are encoded (auto: linear for the device simulator, else sRGB)")
     ap.add_argument("--no-distance-offset", action="store_true", help="do not fit an offset of the measured distances")
     ap.add_argument("--sim-lens", default=None, help="simulators: the true lens (lens/1 with focus_control); default: a Camera-Module-3-like module")
-    ap.add_argument("--sim-size", type=_size, default=(640, 360), help="simulators: frame size WxH (default 640x360)")
+    ap.add_argument("--sim-size", type=image_size_arg, default=(640, 360), help="simulators: frame size WxH (default 640x360)")
     ap.add_argument("--sim-seed", type=int, default=0, help="simulators: noise seed")
     ap.add_argument("--sim-motion-px", type=float, default=0.0, help="chart-sim: the chart drifts this many px per frame")
     ap.add_argument("--sim-white", type=float, default=0.75, help="chart-sim: paper brightness (above 1 over-exposes)")
