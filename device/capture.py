@@ -94,7 +94,7 @@ def parse_args(argv: list[str] | None = None) -> CaptureConfig:
     p.add_argument("--lens", type=Path, help="lens profile (lens/1) of the camera, from calibration")
     p.add_argument("--model", type=Path, help="checkpoint (.pt), ONNX (.onnx) or TensorRT engine (.engine); default: shipped model")
     p.add_argument("--runtime", choices=RUNTIMES, default="auto",
-                   help="inference runtime (auto: by the model file: .engine TensorRT, .onnx onnxruntime, else PyTorch)")
+                   help="inference runtime (auto: a TensorRT engine, then onnxruntime, then PyTorch: the --model file first, then X.engine / X.onnx / X.pt beside it)")
     p.add_argument("--count", type=int, help="stop after N predicted stacks")
     p.add_argument("--out", type=Path, help="save predictions here (depth.npy, aif.png, confidence.npy, depth.png)")
     p.add_argument("--record", type=Path, help="record every captured stack here as focal-stack/1 folders")

@@ -132,6 +132,51 @@ class TorchRunner:
         )
 
 
+def _stem(path: Path) -> Path:
+    name = path.name
+    for suffix in (".trt.onnx", ".onnx", ".engine", ".plan", ".pt", ".pth"):
+        if name.lower().endswith(suffix):
+            return path.with_name(name[: -len(suffix)])
+    return path
+
+
+def auto_candidates(model: str | os.PathLike[str] | None) -> list[tuple[str, Path]]:
+    """The ``auto`` order for ``model``: TensorRT engine, then ONNX (onnxruntime), then the checkpoint.
+
+    For ``model = X.pt`` (or ``None``: the shipped checkpoint) the engine ``X.engine`` and ONNX file
+    ``X.onnx`` exported beside it are tried first when they exist; a file named explicitly comes first.
+    """
+    from model.checkpoint import default_checkpoint_path
+
+    path = Path(model) if model is not None else default_checkpoint_path()
+    stem = _stem(path)
+    kind_of = {".engine": "tensorrt", ".plan": "tensorrt", ".onnx": "onnxruntime"}
+    named = kind_of.get(path.suffix.lower(), "torch")
+    out: list[tuple[str, Path]] = []
+    if model is not None:
+        out.append((named, path))
+    for kind, cand in (("tensorrt", stem.with_name(stem.name + ".engine")),
+                       ("onnxruntime", stem.with_name(stem.name + ".onnx")),
+                       ("torch", stem.with_name(stem.name + ".pt"))):
+        if cand.is_file() and (kind, cand) not in out:
+            out.append((kind, cand))
+    if model is None and ("torch", path) not in out:
+        out.append(("torch", path))
+    return out
+
+
+def _fallback_errors() -> tuple[type[BaseException], ...]:
+    """Errors after which ``auto`` tries the next runtime: not installed, no GPU, an engine for another
+    GPU or without its metadata file."""
+    errs: tuple[type[BaseException], ...] = (ImportError, RuntimeError, OSError)
+    try:
+        from export.errors import ExportRuntimeError  # type: ignore[import-not-found]
+        from export.metadata import MetadataError  # type: ignore[import-not-found]
+    except ImportError:
+        return errs
+    return errs + (ExportRuntimeError, MetadataError)
+
+
 def create_runner(
     runtime: str = "auto",
     model: str | os.PathLike[str] | None = None,
@@ -141,9 +186,10 @@ def create_runner(
     """Make a runner.
 
     Args:
-        runtime: ``"torch"``, ``"onnxruntime"``, ``"tensorrt"`` or ``"auto"``. ``auto`` picks by the model
-            file: ``.engine``/``.plan`` -> TensorRT, ``.onnx`` -> onnxruntime, anything else (or no file:
-            the shipped default checkpoint) -> PyTorch.
+        runtime: ``"torch"``, ``"onnxruntime"``, ``"tensorrt"`` or ``"auto"``. ``auto`` tries a TensorRT
+            engine, then onnxruntime, then PyTorch (:func:`auto_candidates`): a named file first, then the
+            ``X.engine`` / ``X.onnx`` / ``X.pt`` files beside it; a runtime that is not installed (or an
+            engine this GPU cannot run) is skipped with a warning.
         model: a checkpoint (``.pt``), ONNX file or TensorRT engine; ``None`` for the shipped default.
         device: for the torch runner (``cpu``/``cuda``).
         with_confidence: run the physics check.
@@ -154,15 +200,26 @@ def create_runner(
     """
     if runtime not in RUNTIMES:
         raise ValueError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
-    suffix = Path(model).suffix.lower() if model is not None else ""
     if runtime == "auto":
-        if suffix in (".engine", ".plan"):
-            runtime = "tensorrt"
-        elif suffix == ".onnx":
-            runtime = "onnxruntime"
-        else:
-            runtime = "torch"
-        log.info("runtime: %s", runtime)
+        errors: list[str] = []
+        candidates = auto_candidates(model)
+        for i, (kind, path) in enumerate(candidates):
+            try:
+                runner = _make_runner(kind, path, device, with_confidence)
+            except _fallback_errors() as e:
+                if i == len(candidates) - 1:
+                    raise
+                errors.append(f"{kind} ({path.name}): {e}")
+                log.warning("runtime %s is not usable for %s (%s); trying the next", kind, path, e)
+                continue
+            log.info("runtime: %s (%s)", kind, path)
+            return runner
+        raise ValueError("no usable runtime: " + "; ".join(errors))
+    return _make_runner(runtime, Path(model) if model is not None else None, device, with_confidence)
+
+
+def _make_runner(runtime: str, model: Path | None, device: str | None, with_confidence: bool) -> Runner:
+    suffix = model.suffix.lower() if model is not None else ""
     if runtime == "torch":
         if suffix in (".onnx", ".engine", ".plan"):
             raise ValueError(f"{model}: the torch runtime needs a checkpoint (.pt), not a {suffix} file")
@@ -173,4 +230,4 @@ def create_runner(
         return OnnxRunner(model, with_confidence=with_confidence)
     from export.runtime import TensorRTRunner  # type: ignore[import-not-found]
 
-    return TensorRTRunner(model)
+    return TensorRTRunner(model, with_confidence=with_confidence)
