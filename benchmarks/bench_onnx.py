@@ -25,12 +25,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 _ROOT = Path(__file__).resolve().parents[1]
 if str(_ROOT) not in sys.path:
@@ -48,16 +46,6 @@ def _cases(text: str) -> list[tuple[int, int, int]]:
             raise argparse.ArgumentTypeError(f"case {part!r}: need S >= 2 and H, W >= 16")
         out.append((s, h, w))
     return out
-
-
-def _median_ms(fn: Callable[[], Any], repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return 1e3 * statistics.median(times)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from export.onnx_export import OnnxExportConfig, export_onnx, reference_stack
     from export.runtime import OnnxRunner
-    from export.selftest import _load_or_untrained
+    from export.selftest import _load_or_untrained, median_ms
     from model.confidence import physics_check
 
     torch.set_num_threads(args.threads)
@@ -120,8 +108,8 @@ def main(argv: list[str] | None = None) -> int:
                         return o
 
                 feeds = (np.ascontiguousarray(images.transpose(0, 3, 1, 2)[None]), focus_arr[None])
-                t_torch = _median_ms(run_torch, args.repeats)
-                t_ort = _median_ms(lambda: runner.run(*feeds), args.repeats)
+                t_torch = median_ms(run_torch, args.repeats)
+                t_ort = median_ms(lambda: runner.run(*feeds), args.repeats)
                 diff = float(np.abs(runner.run(*feeds)["depth_m"] - run_torch().depth_m.numpy()).max())
                 row = {"graph": graph, "case": f"{s}x{h}x{w}", "torch_ms": t_torch, "onnxruntime_ms": t_ort,
                        "ratio_torch_over_ort": t_torch / t_ort, "depth_max_abs_diff_m": diff, "psf_radius": radius}

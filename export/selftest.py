@@ -86,7 +86,8 @@ class Step:
     data: dict[str, Any] = field(default_factory=dict)
 
 
-def _median_ms(fn: Callable[[], Any], repeats: int) -> float:
+def median_ms(fn: Callable[[], Any], repeats: int) -> float:
+    """Median wall time of ``fn()`` over ``repeats`` calls after one warm-up call, milliseconds."""
     fn()  # warm-up
     times = []
     for _ in range(repeats):
@@ -264,7 +265,7 @@ def run_selftest(config: SelftestConfig, *, trt: Any = None, cuda: Any = None,
         info = runner.info
         images, focus, _ = reference_stack(info.lens, list(info.focus_m), info.example_image_size, info.working_range_m)
         state["stack"] = (images, focus)
-        ms = _median_ms(lambda: runner.predict(images, focus), config.repeats)
+        ms = median_ms(lambda: runner.predict(images, focus), config.repeats)
         s, h, w = images.shape[:3]
         return "ok", f"{ms:.1f} ms median over {config.repeats} runs ({s}x{h}x{w}, CPU, physics graph)", {"median_ms": ms}
 
@@ -313,7 +314,7 @@ def run_selftest(config: SelftestConfig, *, trt: Any = None, cuda: Any = None,
             diff = np.abs(got.depth_m.astype(np.float64) - ref.depth_m)
             rel = diff / np.maximum(ref.depth_m, 1e-6)
             conf = float(np.abs(got.confidence - ref.confidence).max()) if got.confidence is not None else float("nan")
-            ms = _median_ms(lambda: runner.predict(images, focus), config.repeats)
+            ms = median_ms(lambda: runner.predict(images, focus), config.repeats)
         finally:
             runner.close()
         if config.precision == "fp32":
