@@ -11,6 +11,9 @@ occlusion-aware, uniform-disc PSF, shot + read noise, 8-bit frames), not the tra
                  plane, a slanted plane, a fold (two planes) and a background plane with nearer cards.
   scene_*        procedural piecewise-planar scenes with held-out photographs only.
 
+--tuning N writes a *tuning* set instead: N procedural scenes (tune_*) with the training textures only,
+rendered the same way. Choose inference settings (e.g. model.refine) on it, never on the held-out set.
+
 Every stack folder holds frame_*.png, stack.json (focus distances, thin-lens numbers), depth.npy
 (metres, 0 = unknown) and aif.png. An index eval_set.json lists the stacks and settings. Depths lie
 in [0.7 x nearest focus, 1.7 x farthest focus] clipped to the working range (Motorcycle: its own
@@ -30,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-__all__ = ["MakeEvalConfig", "make_eval_set", "eval_scenes", "motorcycle_rgbd", "main"]
+__all__ = ["MakeEvalConfig", "make_eval_set", "eval_scenes", "tuning_scenes", "motorcycle_rgbd", "main"]
 
 DEFAULT_FOCUS = (1.0, 1.5, 2.5, 4.0, 6.0)
 DEFAULT_LENS = Path(__file__).resolve().parent / "default" / "lens.json"
@@ -50,6 +53,7 @@ class MakeEvalConfig:
     bit_depth: int = 8
     overwrite: bool = False
     verbose: bool = False
+    tuning: int | None = None  # write N training-split procedural scenes (a tuning set) instead
 
 
 def _parse_size(text: str) -> tuple[int, int]:
@@ -76,10 +80,13 @@ def parse_args(argv: Sequence[str] | None = None) -> MakeEvalConfig:
     p.add_argument("--limit", type=int, default=None, help="write only the first N stacks")
     p.add_argument("--bit-depth", type=int, choices=(8, 16), default=8, help="PNG bit depth of the frames")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    p.add_argument("--tuning", type=int, default=None, metavar="N",
+                   help="write a tuning set of N procedural scenes with training textures instead of the held-out set")
     p.add_argument("-v", "--verbose", action="store_true")
     a = p.parse_args(argv)
     cfg = MakeEvalConfig(out=a.out, lens=a.lens, focus_m=tuple(a.focus), size=a.size, noise=a.noise, seed=a.seed,
-                         limit=a.limit, bit_depth=a.bit_depth, overwrite=a.overwrite, verbose=a.verbose)
+                         limit=a.limit, bit_depth=a.bit_depth, overwrite=a.overwrite, verbose=a.verbose,
+                         tuning=a.tuning)
     return cfg
 
 
@@ -154,6 +161,25 @@ def _slanted(rng: Any, h: int, w: int, u_lo: float, u_hi: float, frac: tuple[flo
     centre = rng.uniform(u_lo + span / 2, u_hi - span / 2)
     mag = span / (2 * reach)
     return inverse_depth_plane(h, w, centre, gx * mag, gy * mag)
+
+
+def tuning_scenes(size: tuple[int, int], focus_m: Sequence[float], working: tuple[float, float],
+                  count: int, seed: int = 0) -> Iterator[Callable[[], EvalScene]]:
+    """``count`` procedural scenes with the *training* textures (a tuning set; builders as in :func:`eval_scenes`)."""
+    import numpy as np
+
+    from model.synth.scenes import default_scene_range_m, random_scene
+
+    w, h = size
+    fs = sorted(float(f) for f in focus_m)
+    lo_m, hi_m = default_scene_range_m((fs[0], fs[-1]), working)
+
+    def build(k: int) -> EvalScene:
+        a, d = random_scene(np.random.default_rng([seed, 1000 + k]), h, w, lo_m, hi_m, split="train", n_objects=(2, 6))
+        return EvalScene(f"tune_{k:02d}", a, d, {"source": "model.synth.scenes.random_scene(split='train')"})
+
+    for k in range(count):
+        yield (lambda k=k: build(k))
 
 
 def eval_scenes(size: tuple[int, int], focus_m: Sequence[float], working: tuple[float, float],
@@ -329,7 +355,12 @@ def make_eval_set(cfg: MakeEvalConfig, progress: bool = True) -> list[Path]:
     working = working_range_m(fs, lens)
     noise = SensorNoise.from_level(cfg.noise)
 
-    builders = list(eval_scenes(size, fs, working, cfg.seed))
+    if cfg.tuning is not None and cfg.tuning < 1:
+        raise UsageError(f"--tuning must be >= 1, got {cfg.tuning}")
+    if cfg.tuning is not None:
+        builders = list(tuning_scenes(size, fs, working, cfg.tuning, cfg.seed))
+    else:
+        builders = list(eval_scenes(size, fs, working, cfg.seed))
     if cfg.limit is not None:
         builders = builders[: cfg.limit]
     if out.is_dir() and not any(out.iterdir()):

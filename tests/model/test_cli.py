@@ -98,3 +98,17 @@ def test_finetune_is_one_command(tmp_path, tiny_checkpoint, small_stack):
 
     m = load_checkpoint(out / "last.pt")
     assert m.step == 1 and m.config["data"] == "folder" and m.config["init"] == str(tiny_checkpoint)
+
+
+def test_refine_flags(tmp_path, dataset, tiny_checkpoint, capsys):
+    from model.evaluate import evaluate_folder, format_table
+    from model.predict import main
+
+    res = evaluate_folder(dataset, tiny_checkpoint, refine=True)
+    assert res["refined"]["stacks"] == 1 and 0 <= res["refined"]["d1"] <= 1 and "aif_refined" in res
+    assert res["per_stack"][0]["refined"]["pixels"] > 0
+    assert "DAIF-Net + refine" in format_table(res)
+    assert main(["--data", str(dataset), "--out", str(tmp_path / "r"), "--checkpoint", str(tiny_checkpoint),
+                 "--refine", "--no-figures"]) == 0
+    depth = np.load(tmp_path / "r" / "a" / "s1" / "depth.npy")
+    assert depth.shape == (40, 48) and np.all(np.isfinite(depth)) and np.all(depth > 0)

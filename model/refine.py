@@ -1,0 +1,335 @@
+"""Test-time refinement: fit depth and AIF to the one stack at hand through the lens model.
+
+The network amortises the self-supervised objective over all stacks it was trained on; on a given
+stack its prediction does not reach the objective's minimum (the re-rendering error of the shipped
+model is about twice that of the true depth and AIF). Refinement starts from the network's prediction
+and minimises the *training* objective on this stack alone, by gradient descent on per-pixel log-depth
+and the AIF:
+
+    loss = w_recon * (alpha (1 - SSIM)/2 + (1 - alpha) L1)(render(AIF, sigma(depth)), stack)
+         + w_smooth * edge-aware smoothness(1/depth, AIF)
+
+with the weights of :class:`model.losses.LossWeights` (the published ones). It uses no ground truth: it is
+the same self-supervision as training, spent on one stack. Coarse to fine: most iterations run at a
+reduced scale (blur in pixels scaled with it), and the change found there is upsampled onto the
+full-resolution prediction before the last iterations, so the network's fine detail is kept.
+
+Then :func:`propagate_depth` carries depth from the pixels the physics check trusts into textureless
+regions, along the AIF's colour edges (defocus carries no depth information there).
+
+Cost (CPU, two threads, 5 x 240 x 320, default stages): about 30 s per stack; use it offline
+(``model.predict --refine``, ``model.evaluate --refine``), not in the live loop. Works after any runtime (PyTorch, onnxruntime, TensorRT): it only needs the stack and the
+prediction, and PyTorch.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Callable, Sequence
+
+import numpy as np
+
+from model.losses import LossWeights
+from model.runners import Prediction, Runner, check_stack_input
+
+__all__ = ["RefineConfig", "refine_prediction", "propagate_depth", "RefiningRunner"]
+
+
+@dataclass(frozen=True)
+class RefineConfig:
+    """Options of the test-time refinement.
+
+    Attributes:
+        scales: image scales of the stages, coarse to fine (1.0 = full resolution).
+        iterations: Adam iterations per stage (same length as ``scales``; 0 skips a stage).
+        lr_log_depth: step size on log-depth (natural log of metres).
+        lr_aif: step size on the AIF (intensity in [0, 1]).
+        max_radius_px: cap on the PSF window at full resolution, pixels.
+        weights: loss weights (``recon``, ``smooth``, ``smooth_beta``, ``ssim_alpha`` are used).
+    """
+
+    scales: tuple[float, ...] = (0.25, 0.5, 1.0)
+    iterations: tuple[int, ...] = (100, 60, 15)
+    lr_log_depth: float = 0.03
+    lr_aif: float = 0.005
+    max_radius_px: int = 24
+    weights: LossWeights = field(default_factory=LossWeights)
+    propagate: bool = True
+    propagate_strength: float = 1000.0
+    propagate_colour_sigma: float = 0.05
+    propagate_confidence_power: float = 2.0
+    propagate_iterations: int = 1000
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` for settings that cannot work."""
+        if len(self.scales) != len(self.iterations) or not self.scales:
+            raise ValueError("refine: scales and iterations need the same, non-zero length")
+        if any(not (0.0 < s <= 1.0) for s in self.scales):
+            raise ValueError(f"refine: scales must be in (0, 1], got {self.scales}")
+        if any(int(n) < 0 for n in self.iterations):
+            raise ValueError(f"refine: iterations must be >= 0, got {self.iterations}")
+        if self.lr_log_depth <= 0 or self.lr_aif < 0:
+            raise ValueError("refine: lr_log_depth must be > 0 and lr_aif >= 0")
+        if self.propagate_strength < 0 or self.propagate_colour_sigma <= 0 or self.propagate_iterations < 1:
+            raise ValueError("refine: propagate_strength must be >= 0, colour sigma > 0, iterations >= 1")
+        if not 1 <= self.max_radius_px <= 64:
+            raise ValueError(f"refine: max_radius_px must be in [1, 64], got {self.max_radius_px}")
+
+    @property
+    def total_iterations(self) -> int:
+        return int(sum(self.iterations))
+
+
+def _resize(t, size: tuple[int, int]):
+    import torch.nn.functional as F
+
+    if tuple(t.shape[-2:]) == tuple(size):
+        return t
+    if size[0] <= t.shape[-2] and size[1] <= t.shape[-1]:
+        return F.interpolate(t, size=size, mode="area")
+    return F.interpolate(t, size=size, mode="bilinear", align_corners=False)
+
+
+def refine_prediction(
+    images: np.ndarray,
+    focus_m: Sequence[float],
+    lens,
+    depth_m: np.ndarray,
+    aif: np.ndarray,
+    near_m: float,
+    far_m: float,
+    config: RefineConfig = RefineConfig(),
+    device: str | None = None,
+    on_iteration: Callable[[int, float], None] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Refine one prediction on its own stack.
+
+    Args:
+        images: ``(S, H, W, 3)`` float32 stack in [0, 1].
+        focus_m: ``(S,)`` focus distances, metres.
+        lens: the lens profile (thin-lens focal length, f-number, pixel pitch).
+        depth_m: ``(H, W)`` initial depth, metres (the network's prediction).
+        aif: ``(H, W, 3)`` initial all-in-focus image in [0, 1].
+        near_m, far_m: the working range; depth stays inside it.
+        config: :class:`RefineConfig`.
+        device: torch device; default CUDA when available.
+        on_iteration: called with ``(iteration, loss)`` after every step (progress reporting).
+
+    Returns:
+        ``(depth_m (H, W) float32 metres, aif (H, W, 3) float32)``.
+
+    Raises:
+        ValueError: bad shapes, a non-positive initial depth or a bad config.
+    """
+    import torch
+
+    from model.losses import edge_aware_smoothness, recon_loss
+    from model.optics import defocus_sigma_map
+    from model.render import psf_window_radius, render_stack
+
+    config.validate()
+    arr, fm = check_stack_input(images, focus_m)
+    s, h, w, _ = arr.shape
+    depth_m = np.asarray(depth_m, np.float32)
+    aif = np.asarray(aif, np.float32)
+    if depth_m.shape != (h, w) or aif.shape != (h, w, 3):
+        raise ValueError(f"refine: depth {depth_m.shape} / AIF {aif.shape} do not match the stack's {h}x{w} frames")
+    if not (np.all(np.isfinite(depth_m)) and np.all(depth_m > 0)):
+        raise ValueError("refine: the initial depth must be finite and positive")
+    if not 0 < near_m < far_m:
+        raise ValueError(f"refine: bad working range [{near_m}, {far_m}] m")
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    wts = config.weights
+    x_full = torch.from_numpy(arr).permute(0, 3, 1, 2).to(dev)  # (S,3,H,W)
+    f = torch.from_numpy(fm).unsqueeze(0).to(dev)
+    lo, hi = math.log(near_m), math.log(far_m)
+    u_full = torch.from_numpy(np.log(np.clip(depth_m, near_m, far_m)))[None, None].to(dev)  # (1,1,H,W)
+    a_full = torch.from_numpy(aif).permute(2, 0, 1)[None].to(dev)  # (1,3,H,W)
+    step = 0
+    for scale, n_iter in zip(config.scales, config.iterations):
+        if n_iter <= 0:
+            continue
+        size = (max(8, round(h * scale)), max(8, round(w * scale)))
+        px_scale = size[1] / w  # blur in pixels shrinks with the image
+        x = _resize(x_full, size).unsqueeze(0)  # (1,S,3,h,w)
+        u0 = _resize(u_full, size)
+        a0 = _resize(a_full, size)
+        du = torch.zeros_like(u0, requires_grad=True)
+        da = torch.zeros_like(a0, requires_grad=True)
+        opt = torch.optim.Adam([{"params": [du], "lr": config.lr_log_depth}, {"params": [da], "lr": config.lr_aif}])
+        radius_cap = max(1, round(config.max_radius_px * px_scale))
+        for _ in range(int(n_iter)):
+            depth = torch.exp((u0 + du).clamp(lo, hi))
+            a = (a0 + da).clamp(0.0, 1.0)
+            sigma = defocus_sigma_map(depth, f, lens) * px_scale
+            radius = min(radius_cap, psf_window_radius(float(sigma.detach().max())))
+            rendered = render_stack(a, sigma, radius=radius)
+            loss = wts.recon * recon_loss(rendered, x, alpha=wts.ssim_alpha)
+            if wts.smooth > 0:
+                loss = loss + wts.smooth * edge_aware_smoothness(depth, a.detach(), beta=wts.smooth_beta)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            if on_iteration is not None:
+                on_iteration(step, float(loss.detach()))
+        with torch.no_grad():  # carry the change found at this scale onto the full-resolution maps
+            u_full = (u_full + _resize(du.detach(), (h, w))).clamp(lo, hi)
+            a_full = (a_full + _resize(da.detach(), (h, w))).clamp(0.0, 1.0)
+    depth_out = torch.exp(u_full)[0, 0].float().cpu().numpy()
+    aif_out = a_full[0].permute(1, 2, 0).float().cpu().numpy()
+    return depth_out.astype(np.float32), aif_out.astype(np.float32)
+
+
+def propagate_depth(
+    depth_m: np.ndarray,
+    aif: np.ndarray,
+    confidence: np.ndarray,
+    strength: float = 1000.0,
+    colour_sigma: float = 0.05,
+    confidence_power: float = 2.0,
+    iterations: int = 1000,
+    tol: float = 1e-6,
+    device: str | None = None,
+) -> np.ndarray:
+    """Carry depth from confident pixels into textureless ones, along the AIF's colour edges.
+
+    Defocus says nothing where the scene has no texture; there the depth is taken from the confident
+    pixels around, as the solution ``z`` (inverse depth, dioptres) of
+
+        sum_i c_i (z_i - z0_i)^2 + strength * sum_(i,j neighbours) w_ij (z_i - z_j)^2,
+        c = confidence ** confidence_power,  w_ij = exp(-|AIF_i - AIF_j|^2 / (2 colour_sigma^2))
+
+    (confidence-weighted, edge-aware harmonic interpolation, as in image colorisation), solved by
+    Jacobi-preconditioned conjugate gradients.
+
+    Args:
+        depth_m: ``(H, W)`` depth, metres (positive).
+        aif: ``(H, W, 3)`` all-in-focus image in [0, 1] (the edge guide).
+        confidence: ``(H, W)`` in [0, 1] (the physics check's).
+        strength, colour_sigma, confidence_power: see above.
+        iterations, tol: conjugate-gradient limits (relative residual).
+        device: torch device (default: CUDA when available).
+
+    Returns:
+        ``(H, W)`` float32 depth, metres.
+    """
+    import torch
+
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    d = torch.as_tensor(np.asarray(depth_m, np.float64), device=dev)
+    if d.ndim != 2 or not bool(torch.all(torch.isfinite(d) & (d > 0))):
+        raise ValueError("propagate_depth: depth must be a finite, positive (H, W) map")
+    img = torch.as_tensor(np.asarray(aif, np.float64), device=dev)
+    conf = torch.as_tensor(np.asarray(confidence, np.float64), device=dev)
+    if img.shape[:2] != d.shape or conf.shape != d.shape:
+        raise ValueError(f"propagate_depth: AIF {tuple(img.shape)} / confidence {tuple(conf.shape)} do not match depth {tuple(d.shape)}")
+    z0 = 1.0 / d
+    c = conf.clamp(0.0, 1.0) ** confidence_power + 1e-4  # a little data weight everywhere keeps it well posed
+    wx = strength * torch.exp(-((img[:, 1:] - img[:, :-1]) ** 2).sum(-1) / (2 * colour_sigma**2))  # (H, W-1)
+    wy = strength * torch.exp(-((img[1:] - img[:-1]) ** 2).sum(-1) / (2 * colour_sigma**2))  # (H-1, W)
+    diag = c.clone()
+    diag[:, 1:] += wx
+    diag[:, :-1] += wx
+    diag[1:] += wy
+    diag[:-1] += wy
+
+    def apply(z: "torch.Tensor") -> "torch.Tensor":
+        out = diag * z
+        out[:, 1:] -= wx * z[:, :-1]
+        out[:, :-1] -= wx * z[:, 1:]
+        out[1:] -= wy * z[:-1]
+        out[:-1] -= wy * z[1:]
+        return out
+
+    b = c * z0
+    z = z0.clone()
+    r = b - apply(z)
+    p = r / diag
+    rz = (r * p).sum()
+    bnorm = float(b.norm()) or 1.0
+    for _ in range(int(iterations)):
+        if float(r.norm()) / bnorm < tol:
+            break
+        ap = apply(p)
+        alpha = rz / (p * ap).sum()
+        z = z + alpha * p
+        r = r - alpha * ap
+        zr = r / diag
+        rz_new = (r * zr).sum()
+        p = zr + (rz_new / rz) * p
+        rz = rz_new
+    zmin, zmax = float(z0.min()), float(z0.max())
+    return (1.0 / z.clamp(zmin, zmax)).float().cpu().numpy()
+
+
+class RefiningRunner:
+    """A :class:`model.runners.Runner` that refines another runner's predictions on their own stacks.
+
+    The physics check (confidence, residual, re-rendered stack) is recomputed for the refined maps.
+    """
+
+    def __init__(self, runner: Runner, config: RefineConfig = RefineConfig(), device: str | None = None,
+                 progress: bool = False) -> None:
+        config.validate()
+        self.progress = progress
+        self.inner = runner
+        self.config = config
+        self.device = device
+        self.name = f"{runner.name}+refine"
+        self.lens = runner.lens
+        self.focus_m = list(runner.focus_m)
+        from model.predict import _range_of
+
+        self.working_range_m = _range_of(runner)
+        self.model = getattr(runner, "model", None)
+
+    def predict(self, images: np.ndarray, focus_m: Sequence[float]) -> Prediction:
+        """Predict with the inner runner, refine on the stack, then propagate into textureless regions
+        (``(S, H, W, 3)`` stack, focus in metres)."""
+        return self.refine(images, focus_m, self.inner.predict(images, focus_m))
+
+    def refine(self, images: np.ndarray, focus_m: Sequence[float], pred: Prediction) -> Prediction:
+        """Refine an existing prediction ``pred`` of the stack ``images`` (``(S, H, W, 3)``) on that stack."""
+        near_m, far_m = self.working_range_m
+        cfg = self.config
+        bar = None
+        if self.progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=cfg.total_iterations, desc="refine", unit="it", leave=False)
+        try:
+            depth, aif = refine_prediction(images, focus_m, self.lens, pred.depth_m, pred.aif, near_m, far_m, cfg,
+                                           device=self.device,
+                                           on_iteration=(lambda i, loss: bar.update(1)) if bar is not None else None)
+        finally:
+            if bar is not None:
+                bar.close()
+        chk = self._check(images, focus_m, depth, aif)
+        if cfg.propagate and cfg.propagate_strength > 0:
+            depth = propagate_depth(depth, aif, chk.confidence[0, 0].double().cpu().numpy(), cfg.propagate_strength,
+                                    cfg.propagate_colour_sigma, cfg.propagate_confidence_power,
+                                    cfg.propagate_iterations, device=self.device)
+            depth = np.clip(depth, near_m, far_m).astype(np.float32)
+            chk = self._check(images, focus_m, depth, aif)
+        return replace(
+            pred,
+            depth_m=depth,
+            aif=aif,
+            confidence=chk.confidence[0, 0].float().cpu().numpy(),
+            residual=chk.residual[0, 0].float().cpu().numpy(),
+            rendered=chk.rendered[0].permute(0, 2, 3, 1).float().cpu().numpy(),
+        )
+
+    def _check(self, images: np.ndarray, focus_m: Sequence[float], depth: np.ndarray, aif: np.ndarray):
+        import torch
+
+        from model.confidence import physics_check
+
+        arr, fm = check_stack_input(images, focus_m)
+        dev = torch.device(self.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        with torch.inference_mode():
+            x = torch.from_numpy(arr).permute(0, 3, 1, 2)[None].to(dev)
+            return physics_check(x, torch.from_numpy(fm)[None].to(dev), torch.from_numpy(aif).permute(2, 0, 1)[None].to(dev),
+                                 torch.from_numpy(depth)[None, None].to(dev), self.lens, max_radius=32)
