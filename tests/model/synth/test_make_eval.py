@@ -64,6 +64,15 @@ def test_deterministic_and_refuses_existing_out(tmp_path):
     assert len(make_eval_set(MakeEvalConfig(out=tmp_path / "empty", size=(32, 24), limit=1), progress=False)) == 1
 
 
+def test_tuning_set_uses_training_content_only(tmp_path):
+    paths = make_eval_set(MakeEvalConfig(out=tmp_path / "t", size=(32, 24), tuning=3), progress=False)
+    index = json.loads((tmp_path / "t" / "eval_set.json").read_text())
+    assert [r["stack"] for r in index["stacks"]] == ["tune_00", "tune_01", "tune_02"] and len(paths) == 3
+    assert all("split='train'" in r["source"] for r in index["stacks"])
+    st = read_stack(paths[0])
+    assert st.images.shape == (5, 24, 32, 3) and st.depth is not None and np.isfinite(st.depth).all()
+
+
 @pytest.mark.parametrize(
     "kw,match",
     [
@@ -73,6 +82,7 @@ def test_deterministic_and_refuses_existing_out(tmp_path):
         (dict(focus_m=(0.01, 1.0)), "focal length"),
         (dict(size=(50, 50)), "aspect"),
         (dict(limit=0), "limit"),
+        (dict(tuning=0), "tuning"),
     ],
 )
 def test_bad_config(tmp_path, kw, match):
