@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="torch device (cpu, cuda); default: cuda when available")
     p.add_argument("--refine", action="store_true",
                    help="refine each prediction on its own stack through the lens model, then fill textureless "
-                        "regions from confident ones (model.refine; ~30 s per 320x240 stack on CPU)")
+                        "regions from confident ones (model.refine; ~25 s per 320x240 stack on CPU)")
     return p
 
 

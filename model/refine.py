@@ -25,7 +25,7 @@ network's fine detail is kept.
 Then :func:`propagate_depth` carries depth from the pixels the physics check trusts into textureless
 regions, along the AIF's colour edges (defocus carries no depth information there).
 
-Cost (CPU, two threads, 5 x 240 x 320, default stages): about 30 s per stack
+Cost (CPU, two threads, 5 x 240 x 320, default stages): about 23 s per stack
 (``benchmarks/bench_refine.py``); use it offline (``model.predict --refine``, ``model.evaluate
 --refine``), not in the live loop. It works after any runtime (PyTorch, onnxruntime, TensorRT): it needs
 only the stack, the prediction and PyTorch.
@@ -178,7 +178,10 @@ def refine_prediction(
             sigma = defocus_sigma_map(depth, f, lens) * px_scale
             radius = min(radius_cap, psf_window_radius(float(sigma.detach().max())))
             rendered = render_stack(a, sigma, radius=radius)
-            loss = wts.recon * recon_loss(rendered, x, alpha=wts.ssim_alpha)
+            if wts.ssim_alpha > 0:
+                loss = wts.recon * recon_loss(rendered, x, alpha=wts.ssim_alpha)
+            else:  # the same value as recon_loss(alpha=0), without computing an SSIM map it would multiply by 0
+                loss = wts.recon * (rendered - x).abs().mean()
             if wts.smooth > 0:
                 loss = loss + wts.smooth * edge_aware_smoothness(depth, a.detach(), beta=wts.smooth_beta)
             opt.zero_grad(set_to_none=True)
