@@ -76,7 +76,18 @@ def evaluate_folder(data: Path, model: Path | None = None, runtime: str = "auto"
 
         refiner = RefiningRunner(runner, device=device, progress=True)
     per_stack: list[dict[str, Any]] = []
-    model_rows, base_rows, aif_rows, hold_rows, ref_rows, ref_aif_rows = [], [], [], [], [], []
+    keys = ("model", "aif", "refined", "aif_refined", "baseline", "heldout")
+    rows: dict[str, list[dict[str, float]]] = {k: [] for k in keys}
+
+    def record(row: dict[str, Any], key: str, scores: dict[str, float]) -> None:
+        rows[key].append(scores)
+        row[key] = scores
+
+    def score(row: dict[str, Any], st, pred, depth_key: str, aif_key: str) -> None:
+        record(row, depth_key, depth_metrics(pred.depth_m, st.depth))
+        if st.aif is not None:
+            record(row, aif_key, {"aif_psnr": psnr(pred.aif, st.aif), "aif_ssim": ssim(pred.aif, st.aif)})
+
     for folder in tqdm(stacks, desc="evaluate", unit="stack", disable=len(stacks) < 2):
         st = read_stack(folder)
         if not ignore_lens:
@@ -84,46 +95,20 @@ def evaluate_folder(data: Path, model: Path | None = None, runtime: str = "auto"
         row: dict[str, Any] = {"stack": str(folder.relative_to(data)) if folder != data else folder.name}
         if st.depth is not None and (st.depth > 0).any():
             pred = runner.predict(st.images, st.focus_m)
-            m = depth_metrics(pred.depth_m, st.depth)
-            model_rows.append(m)
-            row["model"] = m
-            if st.aif is not None:
-                a = {"aif_psnr": psnr(pred.aif, st.aif), "aif_ssim": ssim(pred.aif, st.aif)}
-                aif_rows.append(a)
-                row["aif"] = a
+            score(row, st, pred, "model", "aif")
             if refiner is not None:
-                rp = refiner.refine(st.images, st.focus_m, pred)
-                rm = depth_metrics(rp.depth_m, st.depth)
-                ref_rows.append(rm)
-                row["refined"] = rm
-                if st.aif is not None:
-                    ra = {"aif_psnr": psnr(rp.aif, st.aif), "aif_ssim": ssim(rp.aif, st.aif)}
-                    ref_aif_rows.append(ra)
-                    row["aif_refined"] = ra
+                score(row, st, refiner.refine(st.images, st.focus_m, pred), "refined", "aif_refined")
             if baseline:
                 from model.baseline_dff import depth_from_focus
 
-                b = depth_metrics(depth_from_focus(st.images, st.focus_m), st.depth)
-                base_rows.append(b)
-                row["baseline"] = b
+                record(row, "baseline", depth_metrics(depth_from_focus(st.images, st.focus_m), st.depth))
         else:
-            h = holdout_scores(runner, st)
-            hold_rows.append(h)
-            row["heldout"] = h
+            record(row, "heldout", holdout_scores(runner, st))
         per_stack.append(row)
     result: dict[str, Any] = {"runtime": runner.name, "stacks": len(stacks), "per_stack": per_stack}
-    if model_rows:
-        result["model"] = aggregate(model_rows)
-    if aif_rows:
-        result["aif"] = aggregate(aif_rows)
-    if ref_rows:
-        result["refined"] = aggregate(ref_rows)
-    if ref_aif_rows:
-        result["aif_refined"] = aggregate(ref_aif_rows)
-    if base_rows:
-        result["baseline"] = aggregate(base_rows)
-    if hold_rows:
-        result["heldout"] = aggregate(hold_rows)
+    for key, key_rows in rows.items():
+        if key_rows:
+            result[key] = aggregate(key_rows)
     return result
 
 
