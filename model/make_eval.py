@@ -12,6 +12,7 @@ occlusion-aware, uniform-disc PSF, shot + read noise, 8-bit frames), not the tra
   scene_*        procedural piecewise-planar scenes with held-out photographs only.
 
 --tuning N writes a *tuning* set instead: N procedural scenes (tune_*) with the training textures only,
+and (--tuning-photos K, default 3) K training photographs on the same four photo layouts (tune_photo_*),
 rendered the same way. Choose inference settings (e.g. model.refine) on it, never on the held-out set.
 
 Every stack folder holds frame_*.png, stack.json (focus distances, thin-lens numbers), depth.npy
@@ -54,6 +55,7 @@ class MakeEvalConfig:
     overwrite: bool = False
     verbose: bool = False
     tuning: int | None = None  # write N training-split procedural scenes (a tuning set) instead
+    tuning_photos: int = 3  # ... plus this many training photographs on every photo layout
 
 
 def _parse_size(text: str) -> tuple[int, int]:
@@ -82,11 +84,13 @@ def parse_args(argv: Sequence[str] | None = None) -> MakeEvalConfig:
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     p.add_argument("--tuning", type=int, default=None, metavar="N",
                    help="write a tuning set of N procedural scenes with training textures instead of the held-out set")
+    p.add_argument("--tuning-photos", type=int, default=3, metavar="K",
+                   help="with --tuning: also K training photographs on each photo layout (plane, slant, fold, cards); default 3")
     p.add_argument("-v", "--verbose", action="store_true")
     a = p.parse_args(argv)
     cfg = MakeEvalConfig(out=a.out, lens=a.lens, focus_m=tuple(a.focus), size=a.size, noise=a.noise, seed=a.seed,
                          limit=a.limit, bit_depth=a.bit_depth, overwrite=a.overwrite, verbose=a.verbose,
-                         tuning=a.tuning)
+                         tuning=a.tuning, tuning_photos=a.tuning_photos)
     return cfg
 
 
@@ -163,12 +167,73 @@ def _slanted(rng: Any, h: int, w: int, u_lo: float, u_hi: float, frac: tuple[flo
     return inverse_depth_plane(h, w, centre, gx * mag, gy * mag)
 
 
+PHOTO_LAYOUTS: tuple[str, ...] = ("plane", "slant", "fold", "cards")
+"""Depth layouts a photograph is placed on: a fronto-parallel plane, a slanted plane, a fold (two planes
+meeting at a line) and a far slanted background with 2-3 nearer cards textured with the other photographs."""
+
+
+def _photo_layout_scene(name: str, layout: str, photos: Sequence[str], size: tuple[int, int],
+                        inv_range: tuple[float, float], depth_range: tuple[float, float], rng: Any,
+                        prefix: str = "photo") -> EvalScene:
+    """The photograph ``name`` on one of :data:`PHOTO_LAYOUTS`; cards take their texture from ``photos``.
+
+    ``inv_range`` is ``(u_lo, u_hi)`` in dioptres, ``depth_range`` the ``(lo, hi)`` metres the depth is clipped to.
+    """
+    import cv2
+    import numpy as np
+
+    from model.synth.scenes import inverse_depth_plane
+    from model.synth.textures import photo_texture
+
+    w, h = size
+    u_lo, u_hi = inv_range
+    lo_m, hi_m = depth_range
+    aif = _photo(name, size)
+    if layout == "plane":
+        inv = np.full((h, w), rng.uniform(u_lo, u_hi), np.float32)
+    elif layout == "slant":
+        inv = _slanted(rng, h, w, u_lo, u_hi)
+    elif layout == "fold":
+        axis = int(rng.integers(2))
+        n = w if axis == 0 else h
+        pos = np.abs(np.arange(n, dtype=np.float32) - rng.uniform(0.3, 0.7) * n) / n
+        edge, apex = rng.uniform(u_lo, u_hi, 2)
+        line = apex + (edge - apex) * pos / pos.max()
+        inv = np.broadcast_to(line[None, :] if axis == 0 else line[:, None], (h, w)).astype(np.float32)
+    elif layout == "cards":
+        u_mid = u_lo + 0.4 * (u_hi - u_lo)
+        inv = _slanted(rng, h, w, u_lo, u_mid, (0.2, 0.6))
+        others = [p for p in photos if p != name] or [name]
+        for _ in range(int(rng.integers(2, 4))):
+            cw, ch = rng.uniform(0.25, 0.45) * w, rng.uniform(0.25, 0.45) * h
+            cx, cy = rng.uniform(0.15, 0.85) * w, rng.uniform(0.15, 0.85) * h
+            mask = np.zeros((h, w), np.uint8)
+            pts = cv2.boxPoints(((cx, cy), (cw, ch), rng.uniform(-30, 30)))
+            cv2.fillPoly(mask, [np.round(pts).astype(np.int32)], 1)
+            u_card = rng.uniform(u_mid, u_hi)
+            tilt = inverse_depth_plane(h, w, u_card, *(rng.uniform(-1, 1, 2) * 0.1 * (u_hi - u_lo) / max(w, h)))
+            m = (mask > 0) & (tilt > inv)
+            tex = photo_texture(rng, h, w, others[int(rng.integers(len(others)))])
+            inv = np.where(m, tilt, inv)
+            aif = np.where(m[..., None], tex, aif)
+    else:
+        raise ValueError(f"unknown layout {layout!r}; known: {PHOTO_LAYOUTS}")
+    depth = np.clip(1.0 / np.clip(inv, u_lo, u_hi), lo_m, hi_m).astype(np.float32)
+    return EvalScene(f"{prefix}_{name}_{layout}", aif.astype(np.float32), depth,
+                     {"source": f"skimage.data.{name}", "layout": layout})
+
+
 def tuning_scenes(size: tuple[int, int], focus_m: Sequence[float], working: tuple[float, float],
-                  count: int, seed: int = 0) -> Iterator[Callable[[], EvalScene]]:
-    """``count`` procedural scenes with the *training* textures (a tuning set; builders as in :func:`eval_scenes`)."""
+                  count: int, seed: int = 0, photos: int = 0) -> Iterator[Callable[[], EvalScene]]:
+    """A tuning set, built only from *training* content (builders as in :func:`eval_scenes`):
+
+    ``count`` procedural scenes (``tune_XX``), then the first ``photos`` training photographs on every one
+    of :data:`PHOTO_LAYOUTS` (``tune_photo_<name>_<layout>``, the held-out set's photo layouts).
+    """
     import numpy as np
 
     from model.synth.scenes import default_scene_range_m, random_scene
+    from model.synth.textures import available_photos
 
     w, h = size
     fs = sorted(float(f) for f in focus_m)
@@ -180,6 +245,13 @@ def tuning_scenes(size: tuple[int, int], focus_m: Sequence[float], working: tupl
 
     for k in range(count):
         yield (lambda k=k: build(k))
+    names = list(available_photos("train"))[: max(0, int(photos))]
+    j = 0
+    for name in names:
+        for layout in PHOTO_LAYOUTS:
+            yield functools.partial(_photo_layout_scene, name, layout, names, size, (1.0 / hi_m, 1.0 / lo_m), (lo_m, hi_m),
+                                    np.random.default_rng([seed, 2000 + j]), prefix="tune_photo")
+            j += 1
 
 
 def eval_scenes(size: tuple[int, int], focus_m: Sequence[float], working: tuple[float, float],
@@ -232,51 +304,10 @@ def eval_scenes(size: tuple[int, int], focus_m: Sequence[float], working: tuple[
 
     # (b) held-out photographs on planar layouts
     photos = [n for n in HELD_OUT_PHOTOS if n in available_photos("held_out")]
-
-    def photo(name: str, layout: str):
-        def build(rng: np.random.Generator) -> EvalScene:
-            import cv2
-
-            from model.synth.scenes import inverse_depth_plane
-            from model.synth.textures import photo_texture
-
-            aif = _photo(name, size)
-            if layout == "plane":
-                inv = np.full((h, w), rng.uniform(u_lo, u_hi), np.float32)
-            elif layout == "slant":
-                inv = _slanted(rng, h, w, u_lo, u_hi)
-            elif layout == "fold":
-                axis = int(rng.integers(2))
-                n = w if axis == 0 else h
-                pos = np.abs(np.arange(n, dtype=np.float32) - rng.uniform(0.3, 0.7) * n) / n
-                edge, apex = rng.uniform(u_lo, u_hi, 2)
-                line = apex + (edge - apex) * pos / pos.max()
-                inv = np.broadcast_to(line[None, :] if axis == 0 else line[:, None], (h, w)).astype(np.float32)
-            elif layout == "cards":
-                u_mid = u_lo + 0.4 * (u_hi - u_lo)
-                inv = _slanted(rng, h, w, u_lo, u_mid, (0.2, 0.6))
-                others = [p for p in photos if p != name] or [name]
-                for _ in range(int(rng.integers(2, 4))):
-                    cw, ch = rng.uniform(0.25, 0.45) * w, rng.uniform(0.25, 0.45) * h
-                    cx, cy = rng.uniform(0.15, 0.85) * w, rng.uniform(0.15, 0.85) * h
-                    mask = np.zeros((h, w), np.uint8)
-                    pts = cv2.boxPoints(((cx, cy), (cw, ch), rng.uniform(-30, 30)))
-                    cv2.fillPoly(mask, [np.round(pts).astype(np.int32)], 1)
-                    u_card = rng.uniform(u_mid, u_hi)
-                    tilt = inverse_depth_plane(h, w, u_card, *(rng.uniform(-1, 1, 2) * 0.1 * (u_hi - u_lo) / max(w, h)))
-                    m = (mask > 0) & (tilt > inv)
-                    tex = photo_texture(rng, h, w, others[int(rng.integers(len(others)))])
-                    inv = np.where(m, tilt, inv)
-                    aif = np.where(m[..., None], tex, aif)
-            else:  # pragma: no cover - internal
-                raise ValueError(layout)
-            depth = np.clip(1.0 / np.clip(inv, u_lo, u_hi), lo_m, hi_m).astype(np.float32)
-            return EvalScene(f"photo_{name}_{layout}", aif.astype(np.float32), depth, {"source": f"skimage.data.{name}", "layout": layout})
-        return build
-
     for name in photos:
-        for layout in ("plane", "slant", "fold", "cards"):
-            builders.append(photo(name, layout))
+        for layout in PHOTO_LAYOUTS:
+            builders.append(functools.partial(_photo_layout_scene, name, layout, photos, size, (u_lo, u_hi), (lo_m, hi_m),
+                                              prefix="photo"))
 
     # (c) procedural layouts with held-out textures only
     def procedural(k: int):
@@ -358,7 +389,9 @@ def make_eval_set(cfg: MakeEvalConfig, progress: bool = True) -> list[Path]:
     if cfg.tuning is not None and cfg.tuning < 1:
         raise UsageError(f"--tuning must be >= 1, got {cfg.tuning}")
     if cfg.tuning is not None:
-        builders = list(tuning_scenes(size, fs, working, cfg.tuning, cfg.seed))
+        if cfg.tuning_photos < 0:
+            raise UsageError(f"--tuning-photos must be >= 0, got {cfg.tuning_photos}")
+        builders = list(tuning_scenes(size, fs, working, cfg.tuning, cfg.seed, cfg.tuning_photos))
     else:
         builders = list(eval_scenes(size, fs, working, cfg.seed))
     if cfg.limit is not None:

@@ -65,12 +65,29 @@ def test_deterministic_and_refuses_existing_out(tmp_path):
 
 
 def test_tuning_set_uses_training_content_only(tmp_path):
-    paths = make_eval_set(MakeEvalConfig(out=tmp_path / "t", size=(32, 24), tuning=3), progress=False)
+    from model.synth.textures import HELD_OUT_PHOTOS, TRAIN_PHOTOS, available_photos
+
+    paths = make_eval_set(MakeEvalConfig(out=tmp_path / "t", size=(32, 24), tuning=3, tuning_photos=1), progress=False)
     index = json.loads((tmp_path / "t" / "eval_set.json").read_text())
-    assert [r["stack"] for r in index["stacks"]] == ["tune_00", "tune_01", "tune_02"] and len(paths) == 3
-    assert all("split='train'" in r["source"] for r in index["stacks"])
+    first = available_photos("train")[0]
+    layouts = ["plane", "slant", "fold", "cards"]
+    assert [r["stack"] for r in index["stacks"]] == (["tune_00", "tune_01", "tune_02"]
+                                                     + [f"tune_photo_{first}_{k}" for k in layouts])
+    assert len(paths) == 7
+    assert all("split='train'" in r["source"] for r in index["stacks"][:3])
+    photos = {r["source"].removeprefix("skimage.data.") for r in index["stacks"][3:]}
+    assert photos == {first} and first in TRAIN_PHOTOS and first not in HELD_OUT_PHOTOS
     st = read_stack(paths[0])
     assert st.images.shape == (5, 24, 32, 3) and st.depth is not None and np.isfinite(st.depth).all()
+    cards = read_stack(paths[-1])
+    assert np.isfinite(cards.depth).all() and len(np.unique(np.round(cards.depth, 2))) > 3
+
+
+def test_tuning_set_without_photos_and_procedural_stacks_do_not_change(tmp_path):
+    a = make_eval_set(MakeEvalConfig(out=tmp_path / "a", size=(32, 24), tuning=2, tuning_photos=0), progress=False)
+    b = make_eval_set(MakeEvalConfig(out=tmp_path / "b", size=(32, 24), tuning=2, tuning_photos=2), progress=False)
+    assert [p.name for p in a] == ["tune_00", "tune_01"] and len(b) == 2 + 2 * 4
+    np.testing.assert_array_equal(read_stack(a[1]).images, read_stack(b[1]).images)
 
 
 @pytest.mark.parametrize(
@@ -83,6 +100,7 @@ def test_tuning_set_uses_training_content_only(tmp_path):
         (dict(size=(50, 50)), "aspect"),
         (dict(limit=0), "limit"),
         (dict(tuning=0), "tuning"),
+        (dict(tuning=1, tuning_photos=-1), "tuning-photos"),
     ],
 )
 def test_bad_config(tmp_path, kw, match):
