@@ -23,7 +23,11 @@ found there is upsampled onto the full-resolution prediction before the last ite
 network's fine detail is kept.
 
 Then :func:`propagate_depth` carries depth from the pixels the physics check trusts into textureless
-regions, along the AIF's colour edges (defocus carries no depth information there).
+regions, along the AIF's colour edges (defocus carries no depth information there). It interpolates
+log-depth with colour edges at a 0.025 intensity scale: on the 24-stack tuning set (``--tuning 12``,
+12 procedural scenes + 12 training-photo layouts) delta1 0.949 after propagation against 0.929 with the
+earlier inverse-depth, 0.05 setting (0.938 log-depth alone, 0.944 the sharper edges alone); the softer
+edges let near cards bleed into the far background around them.
 
 Cost (CPU, two threads, 5 x 240 x 320, default stages): about 23 s per stack
 (``benchmarks/bench_refine.py``); use it offline (``model.predict --refine``, ``model.evaluate
@@ -58,8 +62,8 @@ class RefineConfig:
         weights: loss weights (``recon``, ``smooth``, ``smooth_beta``, ``ssim_alpha`` are used); the
             published ones with ``ssim_alpha = 0`` (plain L1, see the module docstring).
         propagate: fill textureless regions with :func:`propagate_depth` after the fit.
-        propagate_strength, propagate_colour_sigma, propagate_confidence_power, propagate_iterations:
-            its settings (chosen on the tuning set).
+        propagate_strength, propagate_colour_sigma, propagate_confidence_power, propagate_iterations,
+            propagate_space: its settings (chosen on the tuning set).
     """
 
     scales: tuple[float, ...] = (0.25, 0.5, 1.0)
@@ -70,9 +74,10 @@ class RefineConfig:
     weights: LossWeights = field(default_factory=lambda: LossWeights(ssim_alpha=0.0))
     propagate: bool = True
     propagate_strength: float = 1000.0
-    propagate_colour_sigma: float = 0.05
+    propagate_colour_sigma: float = 0.025
     propagate_confidence_power: float = 2.0
     propagate_iterations: int = 1000
+    propagate_space: str = "log"
 
     def validate(self) -> None:
         """Raise ``ValueError`` for settings that cannot work."""
@@ -86,6 +91,8 @@ class RefineConfig:
             raise ValueError("refine: lr_log_depth must be > 0 and lr_aif >= 0")
         if self.propagate_strength < 0 or self.propagate_colour_sigma <= 0 or self.propagate_iterations < 1:
             raise ValueError("refine: propagate_strength must be >= 0, colour sigma > 0, iterations >= 1")
+        if self.propagate_space not in ("log", "inverse"):
+            raise ValueError(f"refine: propagate_space must be 'log' or 'inverse', got {self.propagate_space!r}")
         if not 1 <= self.max_radius_px <= 64:
             raise ValueError(f"refine: max_radius_px must be in [1, 64], got {self.max_radius_px}")
 
@@ -203,22 +210,25 @@ def propagate_depth(
     aif: np.ndarray,
     confidence: np.ndarray,
     strength: float = 1000.0,
-    colour_sigma: float = 0.05,
+    colour_sigma: float = 0.025,
     confidence_power: float = 2.0,
     iterations: int = 1000,
     tol: float = 1e-6,
     device: str | None = None,
+    space: str = "log",
 ) -> np.ndarray:
     """Carry depth from confident pixels into textureless ones, along the AIF's colour edges.
 
     Defocus says nothing where the scene has no texture; there the depth is taken from the confident
-    pixels around, as the solution ``z`` (inverse depth, dioptres) of
+    pixels around, as the solution ``z`` of
 
         sum_i c_i (z_i - z0_i)^2 + strength * sum_(i,j neighbours) w_ij (z_i - z_j)^2,
         c = confidence ** confidence_power,  w_ij = exp(-|AIF_i - AIF_j|^2 / (2 colour_sigma^2))
 
     (confidence-weighted, edge-aware harmonic interpolation, as in image colorisation), solved by
-    Jacobi-preconditioned conjugate gradients.
+    Jacobi-preconditioned conjugate gradients. ``z`` is log-depth (``space="log"``, the default) or
+    inverse depth in dioptres (``space="inverse"``). Log-depth weighs near and far neighbours alike (a
+    mix of depths in inverse depth is pulled towards the nearest), and it is what delta1 measures.
 
     Args:
         depth_m: ``(H, W)`` depth, metres (positive).
@@ -227,12 +237,15 @@ def propagate_depth(
         strength, colour_sigma, confidence_power: see above.
         iterations, tol: conjugate-gradient limits (relative residual).
         device: torch device (default: CUDA when available).
+        space: ``"log"`` or ``"inverse"``, the quantity that is interpolated.
 
     Returns:
         ``(H, W)`` float32 depth, metres.
     """
     import torch
 
+    if space not in ("log", "inverse"):
+        raise ValueError(f"propagate_depth: space must be 'log' or 'inverse', got {space!r}")
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     d = torch.as_tensor(np.asarray(depth_m, np.float64), device=dev)
     if d.ndim != 2 or not bool(torch.all(torch.isfinite(d) & (d > 0))):
@@ -241,7 +254,11 @@ def propagate_depth(
     conf = torch.as_tensor(np.asarray(confidence, np.float64), device=dev)
     if img.shape[:2] != d.shape or conf.shape != d.shape:
         raise ValueError(f"propagate_depth: AIF {tuple(img.shape)} / confidence {tuple(conf.shape)} do not match depth {tuple(d.shape)}")
-    z0 = 1.0 / d
+    z0 = torch.log(d) if space == "log" else 1.0 / d
+    # the solution moves with a constant shift of z0; solving for z0 - min + 1 (>= 1) keeps the relative
+    # stopping test meaningful when log-depths straddle 0 (depths around 1 m)
+    shift = float(z0.min()) - 1.0 if space == "log" else 0.0
+    z0 = z0 - shift
     c = conf.clamp(0.0, 1.0) ** confidence_power + 1e-4  # a little data weight everywhere keeps it well posed
     wx = strength * torch.exp(-((img[:, 1:] - img[:, :-1]) ** 2).sum(-1) / (2 * colour_sigma**2))  # (H, W-1)
     wy = strength * torch.exp(-((img[1:] - img[:-1]) ** 2).sum(-1) / (2 * colour_sigma**2))  # (H-1, W)
@@ -276,8 +293,9 @@ def propagate_depth(
         rz_new = (r * zr).sum()
         p = zr + (rz_new / rz) * p
         rz = rz_new
-    zmin, zmax = float(z0.min()), float(z0.max())
-    return (1.0 / z.clamp(zmin, zmax)).float().cpu().numpy()
+    z = z.clamp(float(z0.min()), float(z0.max())) + shift
+    out = torch.exp(z) if space == "log" else 1.0 / z
+    return out.float().cpu().numpy()
 
 
 class RefiningRunner:
@@ -326,7 +344,7 @@ class RefiningRunner:
         if cfg.propagate and cfg.propagate_strength > 0:
             depth = propagate_depth(depth, aif, chk.confidence[0, 0].double().cpu().numpy(), cfg.propagate_strength,
                                     cfg.propagate_colour_sigma, cfg.propagate_confidence_power,
-                                    cfg.propagate_iterations, device=self.device)
+                                    cfg.propagate_iterations, device=self.device, space=cfg.propagate_space)
             depth = np.clip(depth, near_m, far_m).astype(np.float32)
             chk = self._check(images, focus_m, depth, aif)
         return replace(

@@ -75,6 +75,26 @@ def test_propagate_fills_textureless_along_edges():
     np.testing.assert_allclose(out[:, w // 2 + 1:], 4.0, rtol=0.02)  # right half from the right strip
 
 
+def test_propagate_interpolates_log_depth_or_inverse_depth():
+    # two confident ends (1 m and 4 m), nothing in between, no colour edge: the middle is their
+    # geometric mean in log space (2 m) and their harmonic mean in inverse depth (1.6 m)
+    h, w = 5, 41
+    depth = np.full((h, w), 3.0)
+    conf = np.zeros((h, w))
+    depth[:, 0], conf[:, 0] = 1.0, 1.0
+    depth[:, -1], conf[:, -1] = 4.0, 1.0
+    aif = np.full((h, w, 3), 0.5)
+    mid = w // 2
+    log_mid = propagate_depth(depth, aif, conf, strength=1000.0)[:, mid]
+    inv_mid = propagate_depth(depth, aif, conf, strength=1000.0, space="inverse")[:, mid]
+    np.testing.assert_allclose(log_mid, 2.0, rtol=0.02)
+    np.testing.assert_allclose(inv_mid, 1.6, rtol=0.02)
+    with pytest.raises(ValueError, match="space"):
+        propagate_depth(depth, aif, conf, space="linear")
+    with pytest.raises(ValueError, match="propagate_space"):
+        RefineConfig(propagate_space="linear").validate()
+
+
 def test_propagate_keeps_confident_pixels():
     rng = np.random.default_rng(1)
     depth = rng.uniform(1, 5, (20, 20))
