@@ -29,7 +29,7 @@ log-depth with colour edges at a 0.025 intensity scale: on the 24-stack tuning s
 earlier inverse-depth, 0.05 setting (0.938 log-depth alone, 0.944 the sharper edges alone); the softer
 edges let near cards bleed into the far background around them.
 
-Cost (CPU, two threads, 5 x 240 x 320, default stages): about 23 s per stack
+Cost (CPU, two threads, 5 x 240 x 320, default stages): about 18-23 s per stack
 (``benchmarks/bench_refine.py``); use it offline (``model.predict --refine``, ``model.evaluate
 --refine``), not in the live loop. It works after any runtime (PyTorch, onnxruntime, TensorRT): it needs
 only the stack, the prediction and PyTorch.
