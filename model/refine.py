@@ -14,7 +14,7 @@ reconstruction loss is left out (``ssim_alpha = 0``): SSIM is nearly blind to th
 that tells far depths apart. For a textured plane at 8 m (disc-PSF stack, true AIF, three textures) the
 loss minimum lies 4-12 % too far with the training mix and within 4 % with plain L1 (at 10 m both put
 it at the far end of the range: beyond the farthest focus distance the Gaussian model is not faithful
-enough). On the tuning set (``python -m model.make_eval --tuning 12``) L1 gave delta1 0.904 after
+enough). On the tuning set's 12 procedural stacks (``python -m model.make_eval --tuning 12``) L1 gave delta1 0.904 after
 propagation against 0.845 with the training mix (alpha 0.85) and 0.856 with alpha 0.5; smoothness 3 or
 30 instead of 10 did worse (0.873, 0.880).
 
@@ -46,7 +46,10 @@ import numpy as np
 from model.losses import LossWeights
 from model.runners import Prediction, Runner, check_stack_input
 
-__all__ = ["RefineConfig", "refine_prediction", "propagate_depth", "RefiningRunner"]
+__all__ = ["RefineConfig", "refine_prediction", "propagate_depth", "RefiningRunner", "PROPAGATE_SPACES"]
+
+PROPAGATE_SPACES: tuple[str, ...] = ("log", "inverse")
+"""What :func:`propagate_depth` interpolates: log-depth or inverse depth (dioptres)."""
 
 
 @dataclass(frozen=True)
@@ -91,8 +94,8 @@ class RefineConfig:
             raise ValueError("refine: lr_log_depth must be > 0 and lr_aif >= 0")
         if self.propagate_strength < 0 or self.propagate_colour_sigma <= 0 or self.propagate_iterations < 1:
             raise ValueError("refine: propagate_strength must be >= 0, colour sigma > 0, iterations >= 1")
-        if self.propagate_space not in ("log", "inverse"):
-            raise ValueError(f"refine: propagate_space must be 'log' or 'inverse', got {self.propagate_space!r}")
+        if self.propagate_space not in PROPAGATE_SPACES:
+            raise ValueError(f"refine: propagate_space must be one of {PROPAGATE_SPACES}, got {self.propagate_space!r}")
         if not 1 <= self.max_radius_px <= 64:
             raise ValueError(f"refine: max_radius_px must be in [1, 64], got {self.max_radius_px}")
 
@@ -244,8 +247,8 @@ def propagate_depth(
     """
     import torch
 
-    if space not in ("log", "inverse"):
-        raise ValueError(f"propagate_depth: space must be 'log' or 'inverse', got {space!r}")
+    if space not in PROPAGATE_SPACES:
+        raise ValueError(f"propagate_depth: space must be one of {PROPAGATE_SPACES}, got {space!r}")
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     d = torch.as_tensor(np.asarray(depth_m, np.float64), device=dev)
     if d.ndim != 2 or not bool(torch.all(torch.isfinite(d) & (d > 0))):
