@@ -304,8 +304,8 @@ def test_cuda_matches_cpu():
     weight = torch.randn(3, 3, 40, 37)
     results = {}
     for dev in ("cpu", "cuda"):
-        x = image.to(dev).requires_grad_(True)
-        s = sigma.to(dev).requires_grad_(True)
+        x = image.detach().to(dev).clone().requires_grad_(True)  # a fresh leaf on each device
+        s = sigma.detach().to(dev).clone().requires_grad_(True)
         out = gauss_psf(x, s)
         (out * weight.to(dev)).sum().backward()
         results[dev] = (out.detach().cpu(), x.grad.cpu(), s.grad.cpu())
