@@ -36,7 +36,7 @@ from model.network import DAIFNet, NetConfig
 from model.optics import defocus_sigma_map, working_range_m
 from model.train_config import TrainConfig
 
-__all__ = ["Trainer", "default_lens_path"]
+__all__ = ["Trainer", "default_lens_path", "ignore_stop_signals"]
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,17 @@ def _lr_lambda(warmup: int, total: int):
         return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * t))
 
     return f
+
+
+def ignore_stop_signals(worker_id: int = 0) -> None:
+    """DataLoader ``worker_init_fn``: data workers ignore Ctrl-C and SIGTERM.
+
+    Both reach the whole process group (a terminal's Ctrl-C, ``timeout``, a batch scheduler); the main
+    process then finishes its step, saves ``last.pt`` and shuts the workers down itself, rather than
+    stopping on a "DataLoader worker exited unexpectedly" error.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 class Trainer:
@@ -172,6 +183,7 @@ class Trainer:
             num_workers=self.cfg.num_workers,
             persistent_workers=self.cfg.num_workers > 0,
             prefetch_factor=2 if self.cfg.num_workers > 0 else None,
+            worker_init_fn=ignore_stop_signals if self.cfg.num_workers > 0 else None,
         )
         while True:
             yield from loader

@@ -84,3 +84,35 @@ def test_data_failure_saves_last_step(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="worker"):
         tr.train()
     assert read_checkpoint(tmp_path / "run" / "last.pt")["step"] == 2
+
+
+def test_sigterm_to_process_group_stops_cleanly_with_workers(tmp_path):
+    """SIGTERM to the whole process group (``timeout``, a scheduler, Ctrl-C in a terminal) while data
+    workers run: the run saves ``last.pt`` at the step it reached and exits 0, no worker error."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    run = tmp_path / "run"
+    args = [f"out_dir={run}", *[a for a in TINY if not a.startswith("num_workers")], "num_workers=1",
+            "steps=100000", "val_every=100000", "image_every=100000", "ckpt_every=100000", "log_every=1"]
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]), OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "-m", "model.train", "--no-progress", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while not (run / "tb").is_dir() and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.5)
+        time.sleep(3.0)  # a few steps with the worker running
+        os.killpg(proc.pid, signal.SIGTERM)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, out
+    assert "exited unexpectedly" not in out and "done at step" in out, out
+    step = int(out.split("done at step")[1].split(";")[0])
+    assert step > 0 and read_checkpoint(run / "last.pt")["step"] == step
