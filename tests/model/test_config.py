@@ -33,3 +33,14 @@ def test_validate():
     cfg = load_config(TrainConfig, None, ["data=folder"])
     with pytest.raises(ValueError, match="data_dir"):
         cfg.validate()
+
+
+@pytest.mark.parametrize("name", ["default.yaml", "gpu.yaml", "nyuv2.yaml"])
+def test_shipped_configs_load_and_validate(name):
+    """The recipes in model/configs/ use only known keys of the right types and pass validate()."""
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "model" / "configs" / name
+    cfg = load_config(TrainConfig, path)
+    cfg.validate()
+    assert cfg.focus_m == [1.0, 1.5, 2.5, 4.0, 6.0]
