@@ -34,6 +34,7 @@ class PredictConfig:
     ignore_lens: bool = False
     device: str | None = None
     refine: bool = False
+    refine_blur_scale: float = 1.08  # model.refine.DISC_MATCHED_SIGMA_SCALE
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--refine", action="store_true",
                    help="refine each prediction on its own stack through the lens model, then fill textureless "
                         "regions from confident ones (model.refine; ~25 s per 320x240 stack on CPU)")
+    p.add_argument("--refine-blur-scale", type=float, default=1.08, metavar="K",
+                   help="with --refine: the fit's Gaussian blur in units of the moment-matched c/(4p); 1.08 (default) "
+                        "matches a lens whose defocus blur is a uniform disc, 1.0 one whose blur is Gaussian-like")
     return p
 
 
@@ -99,9 +103,10 @@ def predict_folder(cfg: PredictConfig) -> list[Path]:
         targets.append((folder, dst))
     runner = create_runner(cfg.runtime, cfg.model, device=cfg.device)
     if cfg.refine:
-        from model.refine import RefiningRunner
+        from model.refine import RefineConfig, RefiningRunner
 
-        runner = RefiningRunner(runner, device=cfg.device, progress=True)
+        runner = RefiningRunner(runner, RefineConfig(psf_sigma_scale=cfg.refine_blur_scale), device=cfg.device,
+                                progress=True)
     near_m, far_m = _range_of(runner)
     written = []
     for folder, dst in tqdm(targets, desc="predict", unit="stack", disable=len(targets) < 2):
@@ -131,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
 
     setup_logging()
     cfg = PredictConfig(data=args.data, out=args.out, model=args.model, runtime=args.runtime, figures=args.figures,
-                        overwrite=args.overwrite, ignore_lens=args.ignore_lens, device=args.device, refine=args.refine)
+                        overwrite=args.overwrite, ignore_lens=args.ignore_lens, device=args.device, refine=args.refine,
+                        refine_blur_scale=args.refine_blur_scale)
     written = predict_folder(cfg)
     print(f"wrote {len(written)} prediction folder(s) under {cfg.out}")
     return 0

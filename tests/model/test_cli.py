@@ -112,3 +112,13 @@ def test_refine_flags(tmp_path, dataset, tiny_checkpoint, capsys):
                  "--refine", "--no-figures"]) == 0
     depth = np.load(tmp_path / "r" / "a" / "s1" / "depth.npy")
     assert depth.shape == (40, 48) and np.all(np.isfinite(depth)) and np.all(depth > 0)
+    from model.cli import run_cli
+    from model.predict import PredictConfig
+    from model.refine import DISC_MATCHED_SIGMA_SCALE
+
+    assert PredictConfig(data=tmp_path, out=tmp_path).refine_blur_scale == DISC_MATCHED_SIGMA_SCALE
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:  # a bad blur scale: a clear error before any work, nothing written
+        run_cli(lambda: main(["--data", str(dataset), "--out", str(tmp_path / "r2"), "--checkpoint",
+                              str(tiny_checkpoint), "--refine", "--refine-blur-scale", "0"]))
+    assert e.value.code == 2 and "psf_sigma_scale" in capsys.readouterr().err and not (tmp_path / "r2").exists()
