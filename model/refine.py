@@ -45,7 +45,7 @@ the far-focused frames is below two pixels, where neither Gaussian matches the p
 weights the propagation; the network, its exported check and ``FORMATS.md`` keep ``c / (4 p)``. For a
 lens whose defocus blur is closer to a Gaussian (strong aberrations, diffraction), set it to 1.0.
 
-Cost (CPU, two threads, 5 x 240 x 320, default stages): about 18-23 s per stack, 0.5 s of it the median
+Cost (CPU, two threads, 5 x 240 x 320, default stages): about 18-23 s per stack plus 0.5 s for the median
 (``benchmarks/bench_refine.py``); use it offline (``model.predict --refine``, ``model.evaluate
 --refine``), not in the live loop. It works after any runtime (PyTorch, onnxruntime, TensorRT): it needs
 only the stack, the prediction and PyTorch.
