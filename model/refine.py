@@ -41,8 +41,8 @@ moment-matched Gaussian the refined depth came out about 6 % too near below 1.5 
 fit asks for more blur); with ``psf_sigma_scale = 1.08`` these biases are within 3 % from 0.5 to 8 m
 and AbsRel went from 0.082 to 0.061 (delta1 0.946 against 0.946). Beyond the farthest focus distance
 (8-12 m, 1 % of the confident pixels) the median error went from -10 % to -20 %: there the blur in
-the far-focused frames is below two pixels, where neither Gaussian matches the pixel-integrated disc. The scale enters the fit and the physics check that
-weights the propagation; the network, its exported check and ``FORMATS.md`` keep ``c / (4 p)``. For a
+the far-focused frames is below two pixels, where neither Gaussian matches the pixel-integrated disc.
+The scale enters the fit and the physics check that weights the propagation; the network, its exported check and ``FORMATS.md`` keep ``c / (4 p)``. For a
 lens whose defocus blur is closer to a Gaussian (strong aberrations, diffraction), set it to 1.0.
 
 Cost (CPU, two threads, 5 x 240 x 320, default stages): about 18-23 s per stack plus 0.5 s for the median
