@@ -6,7 +6,7 @@ depth-from-focus baseline (per-pixel argmax of a focus measure, interpolated) on
 For stacks without ground truth it holds back each inner focus slice in turn, predicts from the others,
 re-renders the held-back slice from the prediction and reports how well it matches (PSNR, SSIM, L1).
 --refine also scores the network's predictions after test-time refinement on each stack with ground truth (model.refine;
-about 25 s per 320x240 stack on two CPU cores), next to the network alone.
+about 40 s per 320x240 stack on two CPU cores), next to the network alone.
 
 examples:
   python -m model.evaluate --data data/eval
@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--baseline", action="store_true", help="also score the classical depth-from-focus baseline")
     p.add_argument("--ignore-lens", action="store_true", help="evaluate even if a stack's lens differs from the model's")
     p.add_argument("--refine", action="store_true",
-                   help="also score test-time refinement on each stack (model.refine; slow: ~25 s per 320x240 stack on CPU)")
+                   help="also score test-time refinement on each stack (model.refine; slow: ~40 s per 320x240 stack on CPU)")
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
     p.add_argument("--device", default=None)
     args = p.parse_args(argv)

@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="torch device (cpu, cuda); default: cuda when available")
     p.add_argument("--refine", action="store_true",
                    help="refine each prediction on its own stack through the lens model, then fill textureless "
-                        "regions from confident ones (model.refine; ~25 s per 320x240 stack on CPU)")
+                        "regions from confident ones (model.refine; ~40 s per 320x240 stack on CPU)")
     p.add_argument("--refine-blur-scale", type=float, default=1.08, metavar="K",
                    help="with --refine: the fit's Gaussian blur in units of the moment-matched c/(4p); 1.08 (default) "
                         "matches a lens whose defocus blur is a uniform disc, 1.0 one whose blur is Gaussian-like")

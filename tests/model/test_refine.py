@@ -1,6 +1,8 @@
 """Test-time refinement: it lowers the self-supervised loss and the depth error; propagation fills
 textureless regions along colour edges; bad input gives clear errors."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -9,6 +11,7 @@ from model.refine import (
     DISC_MATCHED_SIGMA_SCALE,
     RefineConfig,
     RefiningRunner,
+    aif_texture,
     disc_matched_sigma_scale,
     propagate_depth,
     refine_prediction,
@@ -141,6 +144,109 @@ def test_propagate_keeps_confident_pixels():
     depth = rng.uniform(1, 5, (20, 20))
     out = propagate_depth(depth, rng.random((20, 20, 3)), np.ones((20, 20)), strength=0.0)
     np.testing.assert_allclose(out, depth, rtol=1e-4)
+
+
+def test_aif_texture_is_zero_on_flat_colour_and_grows_with_contrast():
+    rng = np.random.default_rng(3)
+    flat = np.full((16, 20, 3), 0.4, np.float32)
+    np.testing.assert_allclose(aif_texture(flat), 0.0, atol=1e-6)
+    noise = rng.random((16, 20, 3)) - 0.5
+    weak, strong = 0.4 + 0.1 * noise, 0.4 + 0.4 * noise
+    t_weak, t_strong = aif_texture(weak.astype(np.float32)), aif_texture(strong.astype(np.float32))
+    assert t_weak.shape == (16, 20) and t_weak.dtype == np.float32
+    np.testing.assert_allclose(t_strong / t_weak, 4.0, rtol=1e-3)  # a std: linear in contrast
+    # a colour edge gives texture only within the window's reach
+    edge = np.zeros((8, 20, 3), np.float32)
+    edge[:, 10:] = 1.0
+    t = aif_texture(edge, window=5)
+    assert np.all(t[:, 8:12] > 0.3) and np.all(t[:, :7] == 0) and np.all(t[:, 13:] == 0)
+    with pytest.raises(ValueError, match="odd"):
+        aif_texture(flat, window=4)
+    with pytest.raises(ValueError, match="finite"):
+        aif_texture(flat[..., :2])
+    with pytest.raises(ValueError, match="propagate_texture_window"):
+        RefineConfig(propagate_texture_window=6).validate()
+    with pytest.raises(ValueError, match="propagate_texture_tau"):
+        RefineConfig(propagate_texture_tau=-1.0).validate()
+
+
+def test_propagation_trusts_only_pixels_with_their_own_texture(lens, monkeypatch):
+    """A textured card in front of a flat background. The fit gives the card's depth, with full physics
+    confidence, to a band of flat background beside the card (there the card's blur changes the stack).
+    The propagation must not trust that halo band: only pixels whose own AIF neighbourhood has texture
+    keep their confidence."""
+    import model.refine as refine_mod
+    from types import SimpleNamespace
+
+    h, w = 24, 48
+    rng = np.random.default_rng(0)
+    aif = np.full((h, w, 3), 0.5, np.float32)
+    aif[:, :16] = rng.random((h, 16, 3))  # the card
+    aif[:, 40:] = 0.5 + 0.1 * (rng.random((h, 8, 3)) - 0.5)  # faint texture on the background
+    depth = np.full((h, w), 3.0, np.float32)
+    conf = np.full((h, w), 0.9, np.float32)  # the physics check trusts everything here, halo included
+    depth[:, :24] = 1.0  # card + 8 px halo band: the card's depth
+    depth[:, 40:] = 5.0
+    stack = np.repeat(aif[None], len(FOCUS), 0)
+    seen = {}
+
+    def fake_propagate(d, a, trust, *args, **kwargs):
+        seen["trust"] = np.array(trust)
+        return np.array(d, np.float32)
+
+    monkeypatch.setattr(refine_mod, "refine_prediction", lambda *a, **k: (depth.copy(), aif.copy()))
+    monkeypatch.setattr(refine_mod, "propagate_depth", fake_propagate)
+    monkeypatch.setattr(RefiningRunner, "_check", lambda self, *a: SimpleNamespace(
+        confidence=torch.from_numpy(conf)[None, None], residual=torch.zeros(1, 1, h, w),
+        rendered=torch.from_numpy(stack).permute(0, 3, 1, 2)[None]))
+
+    def trust(tau):
+        cfg = RefineConfig(propagate_texture_tau=tau, median_radius=0)
+        RefiningRunner(_FakeRunner(lens), cfg).refine(stack, FOCUS, Prediction(depth_m=depth, aif=aif))
+        return seen["trust"]
+
+    t = trust(0.02)
+    assert np.all(t[:, :15] > 0.8)  # the card: its own texture, the check's confidence kept
+    assert np.all(t[:, 19:37] < 1e-6)  # flat background beyond the window's reach: halo band untrusted
+    assert np.median(t[:, 41:]) > 0.5  # faint background texture (std ~0.05) still counts
+    np.testing.assert_allclose(trust(0.0), conf)  # tau 0: the physics check alone, as before
+
+
+def test_second_pass_starts_from_the_propagated_and_filtered_depth(lens, monkeypatch):
+    import model.refine as refine_mod
+
+    stack, aif, depth = _rendered_stack(lens, 24, 24)
+    calls = []
+
+    def fake_fit(images, focus_m, lens_, d, a, near_m, far_m, config, device=None, on_iteration=None):
+        calls.append((np.array(d), config.scales, config.iterations))
+        for i in range(sum(config.iterations) if on_iteration is not None else 0):
+            on_iteration(i + 1, 0.0)
+        return np.array(d) * 1.1, np.array(a)  # "the fit" moves the depth
+
+    filled = []
+
+    def fake_propagate(d, *args, **kwargs):
+        filled.append(np.array(d) + 0.25)  # "the propagation" too
+        return filled[-1]
+
+    monkeypatch.setattr(refine_mod, "refine_prediction", fake_fit)
+    monkeypatch.setattr(refine_mod, "propagate_depth", fake_propagate)
+    cfg = RefineConfig(scales=(0.5, 1.0), iterations=(4, 2), second_scales=(1.0,), second_iterations=(3,), median_radius=0)
+    assert cfg.total_iterations == 9 and cfg.has_second_pass
+    pred = RefiningRunner(_FakeRunner(lens), cfg, progress=True).refine(stack, FOCUS, Prediction(depth_m=depth, aif=aif))
+    assert [c[1:] for c in calls] == [((0.5, 1.0), (4, 2)), ((1.0,), (3,))]
+    np.testing.assert_allclose(calls[1][0], filled[0], rtol=1e-6)  # second fit starts from the first fill
+    np.testing.assert_allclose(pred.depth_m, filled[1], rtol=1e-6)
+    one = RefineConfig(second_iterations=(0, 0))
+    assert not one.has_second_pass and one.total_iterations == 175
+    calls.clear()
+    RefiningRunner(_FakeRunner(lens), replace(one, median_radius=0)).refine(stack, FOCUS, Prediction(depth_m=depth, aif=aif))
+    assert len(calls) == 1
+    with pytest.raises(ValueError, match="second_scales and second_iterations"):
+        RefineConfig(second_scales=(1.0,), second_iterations=(1, 2)).validate()
+    with pytest.raises(ValueError, match="second_scales must be"):
+        RefineConfig(second_scales=(0.0,), second_iterations=(1,)).validate()
 
 
 def test_weighted_median_removes_speckles_and_snaps_depth_edges_to_colour_edges():
