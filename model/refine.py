@@ -43,7 +43,7 @@ Then a second, shorter fit (45 iterations at half and full scale) starts from th
 filtered depth, followed by a second propagation and median: the first fit starts from the network's
 guess and stalls in wrong minima where that guess is far off; the second starts near the answer
 (tuning set: delta1 0.956 -> 0.967, AbsRel 0.054 -> 0.048; second tuning set: 0.882 -> 0.902, 0.095 ->
-0.085; of the 44 stacks 16 better, 4 worse by more than 0.002 in delta1, the worst -0.09 on a textureless
+0.085; of the 44 stacks 16 better, 4 worse by more than 0.002 in delta1, the worst -0.09 on a weakly textured
 background).
 
 The blur model: the thin lens's defocus PSF is a uniform disc; training (and ``shared/FORMATS.md``) stand
@@ -183,6 +183,7 @@ class RefineConfig:
 
     @property
     def has_second_pass(self) -> bool:
+        """Whether a second fit follows the first propagation and median."""
         return int(sum(self.second_iterations)) > 0
 
 
@@ -565,10 +566,11 @@ class RefiningRunner:
             for stages in passes:
                 depth, aif = refine_prediction(images, focus_m, self.lens, depth, aif, near_m, far_m, stages,
                                                device=self.device, on_iteration=tick)
-                depth, chk = self._fill(images, focus_m, depth, aif)
+                depth = self._fill(images, focus_m, depth, aif)
         finally:
             if bar is not None:
                 bar.close()
+        chk = self._check(images, focus_m, depth, aif)  # of the final maps, once
         return replace(
             pred,
             depth_m=depth,
@@ -579,12 +581,11 @@ class RefiningRunner:
         )
 
     def _fill(self, images: np.ndarray, focus_m: Sequence[float], depth: np.ndarray, aif: np.ndarray):
-        """Propagate into untrusted pixels and filter (as configured); the final depth and its physics check."""
+        """Propagate into untrusted pixels and filter, as configured; returns the ``(H, W)`` depth, metres."""
         near_m, far_m = self.working_range_m
         cfg = self.config
-        chk = self._check(images, focus_m, depth, aif)
         if cfg.propagate and cfg.propagate_strength > 0:
-            trust = chk.confidence[0, 0].double().cpu().numpy()
+            trust = self._check(images, focus_m, depth, aif).confidence[0, 0].double().cpu().numpy()
             if cfg.propagate_texture_tau > 0:
                 trust = trust * -np.expm1(-aif_texture(aif, cfg.propagate_texture_window, self.device)
                                           / cfg.propagate_texture_tau)
@@ -594,9 +595,7 @@ class RefiningRunner:
             depth = np.clip(depth, near_m, far_m).astype(np.float32)
         if cfg.median_radius > 0:
             depth = weighted_median_depth(depth, aif, cfg.median_radius, cfg.median_colour_sigma, device=self.device)
-        if (cfg.propagate and cfg.propagate_strength > 0) or cfg.median_radius > 0:
-            chk = self._check(images, focus_m, depth, aif)
-        return depth, chk
+        return depth
 
     def _check(self, images: np.ndarray, focus_m: Sequence[float], depth: np.ndarray, aif: np.ndarray):
         import torch
