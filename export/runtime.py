@@ -1,7 +1,9 @@
 """Runners for exported models, with the interface of ``model.runners`` (``Runner`` protocol).
 
 * :class:`OnnxRunner` - an ONNX file written by ``python -m export onnx`` in onnxruntime (CPU by default).
-  The physics graph's ``GaussPSF`` node runs as an onnxruntime-extensions Python op (:mod:`export.ort_ops`).
+  The physics graph's ``GaussPSF`` node runs as a native C++ custom op (``libgausspsf_ort.so``, built on first
+  use, :mod:`export.ort_native`), or, where that cannot be built, as an onnxruntime-extensions Python op
+  (:mod:`export.ort_ops`, with a warning saying why).
 * :class:`TensorRTRunner` - an engine written by ``python -m export engine``, on the GPU it was built for.
   :class:`TensorRTEngine` holds the engine, its execution context, one CUDA stream, device buffers and pinned
   host buffers (grown when a larger stack arrives, reused otherwise); inputs are copied in and outputs out
@@ -108,10 +110,12 @@ class OnnxRunner:
     Args:
         model: the ``.onnx`` file (the onnxruntime flavour for the physics graph).
         with_confidence: return a confidence map (from the graph, or from PyTorch for a network-only file).
-        threads: intra-op threads (``None``: onnxruntime's default).
+        threads: intra-op threads (``None``: onnxruntime's default, one per physical core).
         providers: onnxruntime execution providers (default: CPU).
-        psf_backend: the GaussPSF op's backend (``auto``/``torch``/``host``, see :mod:`export.ort_ops`).
+        psf_backend: the GaussPSF op's backend (``auto``/``native``/``torch``/``host``, see :mod:`export.ort_ops`).
         max_psf_radius: PSF window cap of the PyTorch physics check for network-only files.
+        optimization: onnxruntime graph optimisation level (``disable``/``basic``/``extended``/``all``; default
+            ``all``, the fastest measured by ``benchmarks/bench_onnx.py``).
 
     Raises:
         ValueError: no model given; MetadataError: a file without our metadata or the TensorRT flavour;
@@ -122,7 +126,7 @@ class OnnxRunner:
 
     def __init__(self, model: str | os.PathLike[str] | None, with_confidence: bool = True, *,
                  threads: int | None = None, providers: Sequence[str] | None = None, psf_backend: str = "auto",
-                 max_psf_radius: int | None = 32) -> None:
+                 max_psf_radius: int | None = 32, optimization: str = "all") -> None:
         if model is None:
             raise ExportRuntimeError("the onnxruntime runtime needs an ONNX file: --model daifnet.onnx",
                                      "make one with `python -m export onnx --out daifnet.onnx`, or use --runtime torch")
@@ -146,8 +150,10 @@ class OnnxRunner:
         from export import ort_ops
 
         ort_ops.set_backend(psf_backend)
-        self.psf_backend = ort_ops.get_backend() if self.info.has_confidence else None
-        so = ort_ops.session_options(threads, custom_ops=self.info.has_confidence)
+        so = ort_ops.session_options(threads, custom_ops=self.info.has_confidence, optimization=optimization)
+        self.psf_backend: str | None = ort_ops.get_backend() if self.info.has_confidence else None
+        self.threads = threads
+        self.optimization = optimization
         self.session = ort.InferenceSession(str(self.path), so, providers=list(providers or ["CPUExecutionProvider"]))
         names = tuple(i.name for i in self.session.get_inputs())
         if names != ("images", "focus_m"):

@@ -71,7 +71,7 @@ def test_check_passed_and_is_stored_beside_the_file(physics_export) -> None:
 
 
 def test_onnxruntime_physics_graph_matches_physics_check(physics_export, loaded) -> None:
-    """A second stack (real texture, different frames) and both GaussPSF backends, against PyTorch."""
+    """A second stack (real texture, different frames) and every GaussPSF backend, against PyTorch."""
     from model.confidence import physics_check
 
     images, focus, _ = reference_stack(loaded.lens, FOCUS, SIZE, (0.5, 12.0))
@@ -81,8 +81,10 @@ def test_onnxruntime_physics_graph_matches_physics_check(physics_export, loaded)
     with torch.inference_mode():
         out = loaded.net(x, f)
         ref = physics_check(x, f, out.aif, out.depth_m, loaded.lens, max_radius=RADIUS)
-    for backend in ("torch", "host"):
-        pred = OnnxRunner(physics_export.files["onnxruntime"], threads=1, psf_backend=backend).predict(images, focus)
+    for backend in ("native", "torch", "host"):
+        runner = OnnxRunner(physics_export.files["onnxruntime"], threads=1, psf_backend=backend)
+        assert runner.psf_backend == backend
+        pred = runner.predict(images, focus)
         np.testing.assert_allclose(pred.depth_m, out.depth_m[0, 0].numpy(), atol=1e-4, rtol=0)
         np.testing.assert_allclose(pred.residual, ref.residual[0, 0].numpy(), atol=1e-5, rtol=0)
         np.testing.assert_allclose(pred.confidence, ref.confidence[0, 0].numpy(), atol=1e-4, rtol=0)
