@@ -17,11 +17,46 @@
 from __future__ import annotations
 
 import errno
+import threading
 import time
+import time as _real_time
 import types
 from typing import Any
 
 import numpy as np
+
+# ============================================================================ clock
+
+
+class VirtualClock:
+    """A stand-in for the ``time`` module whose ``monotonic_ns`` moves only when someone sleeps.
+
+    The fake sensor and the backend under test both read it (tests patch it over ``time`` in
+    ``device.cameras.base``, ``device.cameras.pi`` and this module), so which frame was exposed when is
+    decided by the code's own waits, never by how fast or how loaded the machine running the tests is.
+    Attributes it does not define (``time.time``, ``perf_counter``, ...) come from the real module.
+    """
+
+    def __init__(self) -> None:
+        self._ns = _real_time.monotonic_ns()
+        self._lock = threading.Lock()
+
+    def monotonic_ns(self) -> int:
+        with self._lock:
+            return self._ns
+
+    def monotonic(self) -> float:
+        return self.monotonic_ns() / 1e9
+
+    def sleep(self, seconds: float) -> None:
+        if seconds < 0:
+            raise ValueError("sleep length must be non-negative")
+        with self._lock:
+            self._ns += int(round(seconds * 1e9))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(_real_time, name)
+
 
 # ============================================================================ picamera2
 
@@ -63,7 +98,8 @@ class FakeCompletedRequest:
 
 
 class FakePicamera2:
-    """A Camera Module 3 (imx708, LensPosition 0..15) on a 100 fps sensor, on the real monotonic clock."""
+    """A Camera Module 3 (imx708, LensPosition 0..15) on a 100 fps sensor, on ``time.monotonic_ns`` (the
+    tests swap in a :class:`VirtualClock`)."""
 
     n_cameras = 1
     instances: list["FakePicamera2"] = []

@@ -6,8 +6,10 @@ import json
 import os
 import re
 import signal
+import queue
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -18,6 +20,7 @@ import pytest
 from model.formats import find_stacks, read_stack
 
 ROOT = Path(__file__).resolve().parents[2]
+HANG_S = 600  # a limit that only a hang reaches, never a slow machine
 FAST = ["--camera", "sim", "--camera-opt", "size=[80,60]", "--camera-opt", "realtime=false"]
 
 
@@ -28,18 +31,18 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _run(args: list[str], timeout: float = 120) -> subprocess.CompletedProcess:
+def _run(args: list[str], timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run the CLI; ``timeout`` only catches a hang (a loaded machine may take minutes)."""
     return subprocess.run([sys.executable, "-m", "device.capture", *args], cwd=ROOT, env=_env(),
                           capture_output=True, text=True, timeout=timeout)
 
 
-def test_help_is_fast_and_does_not_import_torch():
-    t0 = time.monotonic()
+def test_help_does_not_import_torch():
+    """``--help`` stays light (no torch import); how long it takes is benchmarks/bench_startup.py's job."""
     r = _run(["--help"])
     assert r.returncode == 0 and "--live" in r.stdout and "--record" in r.stdout
-    assert time.monotonic() - t0 < 10
     code = "import sys, device.capture; print('torch' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=_env(), capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
     assert out.stdout.strip() == "False"
 
 
@@ -79,26 +82,41 @@ def test_live_page_is_served_and_sigterm_stops_cleanly(tiny_checkpoint, tmp_path
     p = subprocess.Popen([sys.executable, "-m", "device.capture", *FAST, "--model", str(tiny_checkpoint), "--live",
                           "--display", "web", "--port", "0", "--record", str(rec)],
                          cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Waits are for events (a line on stderr, a page state), each with a generous limit that only a hang
+    # reaches: a slow or loaded machine is not a failure.
+    lines: "queue.Queue[str]" = queue.Queue()
+    reader = threading.Thread(target=lambda: [lines.put(line) for line in p.stderr], daemon=True)
+    reader.start()
+    seen: list[str] = []
     try:
         url = None
-        t0 = time.monotonic()
-        while url is None and time.monotonic() - t0 < 60:
-            line = p.stderr.readline()
+        deadline = time.monotonic() + HANG_S
+        while url is None and time.monotonic() < deadline:
+            try:
+                line = lines.get(timeout=1.0)
+            except queue.Empty:
+                assert p.poll() is None, "".join(seen)
+                continue
+            seen.append(line)
             m = re.search(r"live view: (http://127\.0\.0\.1:\d+/)", line)
             if m:
                 url = m.group(1)
-            assert p.poll() is None, p.stderr.read()
-        assert url is not None
+        assert url is not None, "".join(seen)
         seq = 0
-        while seq < 2 and time.monotonic() - t0 < 60:
-            with urllib.request.urlopen(url + "state.json", timeout=5) as r:
+        while seq < 2 and time.monotonic() < deadline:
+            with urllib.request.urlopen(url + "state.json", timeout=HANG_S) as r:
                 seq = json.loads(r.read())["seq"]
             time.sleep(0.1)
         assert seq >= 2
-        with urllib.request.urlopen(url + "depth.png", timeout=5) as r:
+        with urllib.request.urlopen(url + "depth.png", timeout=HANG_S) as r:
             assert r.read()[:4] == b"\x89PNG"
         p.send_signal(signal.SIGTERM)
-        stdout, stderr = p.communicate(timeout=60)
+        p.wait(timeout=HANG_S)  # the summary on stdout is a few lines: the pipe cannot fill
+        stdout = p.stdout.read()
+        reader.join(HANG_S)
+        while not lines.empty():
+            seen.append(lines.get())
+        stderr = "".join(seen)
     finally:
         if p.poll() is None:
             p.kill()

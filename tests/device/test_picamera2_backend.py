@@ -14,6 +14,12 @@ from model.lens import FocusControl, LensProfile
 
 @pytest.fixture
 def fake_pi(monkeypatch):
+    import device.cameras.base as base_mod
+    import device.cameras.pi as pi_mod
+
+    clock = fake_hw.VirtualClock()  # frame timing follows the code's own waits, not the machine's speed
+    for mod in (fake_hw, base_mod, pi_mod):
+        monkeypatch.setattr(mod, "time", clock)
     monkeypatch.setitem(sys.modules, "picamera2", fake_hw.make_picamera2_module())
     monkeypatch.setitem(sys.modules, "libcamera", fake_hw.make_libcamera_module())
     fake_hw.FakePicamera2.instances.clear()

@@ -1,9 +1,12 @@
-"""Soak: hundreds of stacks through capture, inference and recording; memory must stay flat."""
+"""Soak: hundreds of stacks through capture, inference and recording; memory must stay flat.
+
+No wall-clock bound here: how fast the soak runs is measured by ``benchmarks/bench_soak.py`` (pipeline
+against bare inference, same run).
+"""
 
 from __future__ import annotations
 
 import os
-import time
 
 import pytest
 
@@ -42,12 +45,10 @@ def _soak(runner, tmp_path, n: int, warmup: int) -> tuple[float, float, int]:
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="needs Linux /proc to read memory use")
 def test_soak_hundreds_of_stacks_memory_flat(tiny_runner, tmp_path):
-    t0 = time.monotonic()
     base, peak, done = _soak(tiny_runner, tmp_path, n=300, warmup=60)
     assert done == 300
     assert peak - base < 25.0, f"memory grew from {base:.0f} MB to {peak:.0f} MB"
     assert len(find_stacks(tmp_path / "rec")) == 300 // 5  # one recorded stack per full sweep
-    assert time.monotonic() - t0 < 60
 
 
 @pytest.mark.slow

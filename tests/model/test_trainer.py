@@ -98,17 +98,19 @@ def test_sigterm_to_process_group_stops_cleanly_with_workers(tmp_path):
 
     run = tmp_path / "run"
     args = [f"out_dir={run}", *[a for a in TINY if not a.startswith("num_workers")], "num_workers=1",
-            "steps=100000", "val_every=100000", "image_every=100000", "ckpt_every=100000", "log_every=1"]
+            "steps=100000", "val_every=100000", "image_every=100000", "ckpt_every=1", "log_every=1"]
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]), OMP_NUM_THREADS="1")
     proc = subprocess.Popen([sys.executable, "-m", "model.train", "--no-progress", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True)
     try:
-        deadline = time.time() + 120
-        while not (run / "tb").is_dir() and time.time() < deadline and proc.poll() is None:
-            time.sleep(0.5)
-        time.sleep(3.0)  # a few steps with the worker running
+        # wait for an event (the first step's checkpoint), not a fixed time: a loaded machine may take
+        # minutes to start; only a run that never gets there (a hang) reaches the limit
+        deadline = time.monotonic() + 600
+        while not (run / "last.pt").is_file() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+        assert proc.poll() is None and (run / "last.pt").is_file(), "the run did not reach its first step"
         os.killpg(proc.pid, signal.SIGTERM)
-        out, _ = proc.communicate(timeout=120)
+        out, _ = proc.communicate(timeout=600)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
