@@ -19,8 +19,10 @@
  * So each (|dy|, |dx|) pair costs two fused multiply-adds per array and pixel, with the output pixel's
  * accumulators in registers over a block of kLanes pixels. Table entries below kTableFloor are zero
  * (a dropped weight is < 1e-15 b(q), far below fp32 resolution of the normalised result; this also keeps
- * subnormals out), and the loops over |dy| and |dx| stop at the row's largest nonzero table index,
- * which skips most of the window where a whole row is sharp. The normaliser (the last array, u = b) is
+ * subnormals out). So a source pixel q reaches only |dx|, |dy| <= cut(q) = floor(sqrt(2 ln(1/floor) / b(q)))
+ * (about 8.3 s_eff, capped at R): for each block of kLanes output pixels and source row, the loops over
+ * |dy| and |dx| stop at the largest cut(q) among the source pixels that reach the block, which skips most
+ * of the window where the image is sharp. The normaliser (the last array, u = b) is
  * accumulated with the channels, so the division happens once per pixel.
  *
  * Work splits into tasks (image, band of source rows), each accumulating into a private buffer covering
@@ -246,7 +248,9 @@ public:
         {
             bk[a] = bBuf.data() + a * len;
         }
-        std::vector<double> cut(static_cast<size_t>(w));
+        std::vector<int> cut(static_cast<size_t>(w));
+        int const blocks = (w + kLanes - 1) / kLanes;
+        std::vector<int> blockK(static_cast<size_t>(blocks));
 
         size_t const hw = static_cast<size_t>(h) * w;
         float const* img = mP.image + static_cast<size_t>(ni) * mP.c * hw;
@@ -269,6 +273,7 @@ public:
                 uBuf[static_cast<size_t>(mP.c) * len + xp] = iv;
                 // G_k >= floor  <=>  k^2 iv / 2 <= ln(1 / floor)
                 int const kc = static_cast<int>(std::min<double>(r, std::floor(std::sqrt(logFloor2 / iv))));
+                cut[x] = kc;
                 kRow = std::max(kRow, kc);
                 double const e1 = std::exp(-0.5 * static_cast<double>(iv));
                 double const e2 = e1 * e1;
@@ -286,6 +291,23 @@ public:
                 {
                     tabBuf[k * len + xp] = 0.F;
                 }
+            }
+            // blockK[b]: the largest cut(q) among the source pixels q of this row that reach block b
+            // (distance to the block <= cut(q)); no |dx| or |dy| beyond it has a nonzero weight there.
+            for (int b = 0; b < blocks; ++b)
+            {
+                int const x0 = b * kLanes;
+                int const x1 = std::min(w, x0 + kLanes) - 1;
+                int k = 0;
+                for (int q = std::max(0, x0 - kRow); q <= std::min(w - 1, x1 + kRow); ++q)
+                {
+                    int const dist = q < x0 ? x0 - q : (q > x1 ? q - x1 : 0);
+                    if (dist <= cut[q])
+                    {
+                        k = std::max(k, cut[q]);
+                    }
+                }
+                blockK[b] = k;
             }
             for (int ky = 0; ky <= kRow; ++ky)
             {
@@ -310,29 +332,41 @@ public:
                 for (int g0 = 0; g0 < mArrays; g0 += kGroup)
                 {
                     int const na = std::min(kGroup, mArrays - g0);
-                    for (int x0 = 0; x0 < w; x0 += kLanes)
+                    for (int b = 0; b < blocks; ++b)
                     {
-                        detail::accumulateGroup(na, tab.data(), bk.data() + g0, x0, r, kRow,
-                            zBuf.data() + static_cast<size_t>(g0) * zStride, zStride);
-                    }
-                }
-                for (int a = 0; a < mArrays; ++a)
-                {
-                    float const* z = zBuf.data() + static_cast<size_t>(a) * zStride;
-                    if (toA)
-                    {
-                        float* dst = acc + a * planeAcc + static_cast<size_t>(ya - lo) * w;
-                        for (int x = 0; x < w; ++x)
+                        if (ky <= blockK[b])
                         {
-                            dst[x] += z[x];
+                            detail::accumulateGroup(na, tab.data(), bk.data() + g0, b * kLanes, r, blockK[b],
+                                zBuf.data() + static_cast<size_t>(g0) * zStride, zStride);
                         }
                     }
-                    if (toB)
+                }
+                for (int b = 0; b < blocks; ++b)
+                {
+                    if (ky > blockK[b])
                     {
-                        float* dst = acc + a * planeAcc + static_cast<size_t>(yb - lo) * w;
-                        for (int x = 0; x < w; ++x)
+                        continue; // nothing reaches this block from |dy| = ky
+                    }
+                    int const x0 = b * kLanes;
+                    int const x1 = std::min(w, x0 + kLanes);
+                    for (int a = 0; a < mArrays; ++a)
+                    {
+                        float const* z = zBuf.data() + static_cast<size_t>(a) * zStride;
+                        if (toA)
                         {
-                            dst[x] += z[x];
+                            float* dst = acc + a * planeAcc + static_cast<size_t>(ya - lo) * w;
+                            for (int x = x0; x < x1; ++x)
+                            {
+                                dst[x] += z[x];
+                            }
+                        }
+                        if (toB)
+                        {
+                            float* dst = acc + a * planeAcc + static_cast<size_t>(yb - lo) * w;
+                            for (int x = x0; x < x1; ++x)
+                            {
+                                dst[x] += z[x];
+                            }
                         }
                     }
                 }
