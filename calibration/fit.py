@@ -19,6 +19,7 @@ distances separate ``a`` from ``b`` and then everything else follows.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 from dataclasses import dataclass, field
@@ -241,28 +242,72 @@ class _Vee:
     slope: float  # |A a| / 4, from sqrt(c2)
     floor: float  # sqrt(c0 - c1^2 / (4 c2)) in normalised units (px * p / s)
     inside: bool  # v0 inside the swept range, with frames on both sides
+    inliers: np.ndarray  # (n,) bool over the sweep's frames: in `mask` and consistent with the vee
 
 
 def _vee(sw: Sweep, mask: np.ndarray) -> _Vee | None:
-    v = sw.control[mask]
-    q = sw.sigma_px[mask] / (sw.scale_px_per_m[mask] * sw.distance_m)
-    if v.size < 4 or np.ptp(v) <= 0:
+    """Fit the vee robustly: the least-median-of-squares quadratic over triples of frames (every
+    triple for short sweeps, a fixed sample for long ones), then frames whose blur departs from it by
+    far more than the others' scatter (a mis-measured frame, e.g. a badly blurred end of the sweep
+    read as sharp) are left out, at most a quarter of them, and the fit repeated by weighted least
+    squares on the rest."""
+    idx = np.flatnonzero(mask)
+    v_all = sw.control[idx]
+    q_all = sw.sigma_px[idx] / (sw.scale_px_per_m[idx] * sw.distance_m)
+    n = idx.size
+    if n < 4 or np.ptp(v_all) <= 0:
         return None
-    A = np.column_stack([v * v, v, np.ones_like(v)])
-    w = 1.0 / (q + np.median(q))  # larger blur is measured with larger absolute error
-    try:
-        coef, *_ = np.linalg.lstsq(A * w[:, None], q * q * w, rcond=None)
-    except np.linalg.LinAlgError:
-        return None
+    floor = float(np.median(q_all))
+
+    def rel_resid(coef: np.ndarray) -> np.ndarray:
+        pred = np.sqrt(np.clip(coef[..., 0:1] * v_all**2 + coef[..., 1:2] * v_all + coef[..., 2:3], 0.0, None))
+        return (q_all - pred) / (pred + floor)  # relative to the blur (plus a floor)
+
+    # least median of squares over triples of frames (exact quadratics through three points)
+    tri = np.array(list(itertools.combinations(range(n), 3)))
+    if tri.shape[0] > 3000:
+        tri = tri[np.random.default_rng(0).choice(tri.shape[0], 3000, replace=False)]
+    V = np.stack([v_all[tri] ** 2, v_all[tri], np.ones(tri.shape)], axis=-1)  # (T, 3, 3)
+    ok = np.abs(np.linalg.det(V)) > 1e-12 * max(1.0, float(np.max(np.abs(v_all)))) ** 3
+    keep = np.ones(n, bool)
+    if ok.any():
+        coefs = np.linalg.solve(V[ok], (q_all[tri[ok]] ** 2)[..., None])[..., 0]  # (T', 3)
+        med = np.median(np.abs(rel_resid(coefs)), axis=1)
+        r0 = rel_resid(coefs[int(np.argmin(med))])
+        scatter = 1.4826 * float(np.median(np.abs(r0)))
+        keep = np.abs(r0) <= max(5.0 * scatter, 0.08)
+        if keep.sum() < max(4, int(math.ceil(0.75 * n))):
+            keep = np.ones(n, bool)
+    coef = None
+    for _round in range(4):
+        v, q = v_all[keep], q_all[keep]
+        if v.size < 4 or np.ptp(v) <= 0:
+            return None
+        A = np.column_stack([v * v, v, np.ones_like(v)])
+        w = 1.0 / (q + floor)  # larger blur is measured with larger absolute error
+        try:
+            coef, *_ = np.linalg.lstsq(A * w[:, None], q * q * w, rcond=None)
+        except np.linalg.LinAlgError:
+            return None
+        r = rel_resid(np.asarray(coef))
+        scatter = 1.4826 * float(np.median(np.abs(r[keep] - np.median(r[keep]))))
+        new_keep = np.abs(r) <= max(5.0 * scatter, 0.08)
+        if new_keep.sum() < max(4, int(math.ceil(0.75 * n))) or np.array_equal(new_keep, keep):
+            break
+        keep = new_keep
+    assert coef is not None  # noqa: S101 - the loop ran
     c2, c1, c0 = coef
     if not c2 > 0:
         return None
+    v = v_all[keep]
     v0 = -c1 / (2 * c2)
     floor2 = c0 - c1 * c1 / (4 * c2)
     n_lo, n_hi = int(np.sum(v < v0)), int(np.sum(v > v0))
     span = np.ptp(v)
     inside = v.min() + 0.02 * span < v0 < v.max() - 0.02 * span and n_lo >= 2 and n_hi >= 2
-    return _Vee(float(v0), float(math.sqrt(c2)), float(math.sqrt(max(floor2, 0.0))), bool(inside))
+    inl = np.zeros(sw.control.size, bool)
+    inl[idx[keep]] = True
+    return _Vee(float(v0), float(math.sqrt(c2)), float(math.sqrt(max(floor2, 0.0))), bool(inside), inl)
 
 
 def check_sweep(sw: Sweep, config: FitConfig = FitConfig()) -> str:
@@ -276,10 +321,12 @@ def check_sweep(sw: Sweep, config: FitConfig = FitConfig()) -> str:
             f"the chart was measured in only {n_ok} of {sw.control.size} frames{why}. Capture this distance again "
             "with the whole chart in view, evenly lit, not over-exposed"
         )
+    vee = _vee(sw, ok)
+    if vee is not None:  # judge the sweep by the frames that agree with each other (see `_vee`)
+        ok = vee.inliers
     q = sw.sigma_px[ok]
     v = sw.control[ok]
     i = int(np.argmin(q))
-    vee = _vee(sw, ok)
     # sharpest at an end of the sweep, or no clear minimum inside it: the sweep never passes through focus
     if i in (0, q.size - 1) or vee is None or not vee.inside:
         end = "first" if i == 0 else "last" if i == q.size - 1 else None
@@ -396,7 +443,8 @@ def _prepare(sweeps: Sequence[Sweep], config: FitConfig) -> tuple[list[Sweep], l
             dropped.append((sw.name, why))
             continue
         good.append(sw)
-        masks.append(sw.valid.copy())
+        vee = _vee(sw, sw.valid)
+        masks.append(vee.inliers.copy() if vee is not None else sw.valid.copy())
     return good, masks, dropped
 
 

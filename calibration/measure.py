@@ -59,8 +59,12 @@ class MeasureConfig:
             ``shared/FORMATS.md`` whatever the PSF's shape: disc, Gaussian or between); ``"gauss"``:
             the sigma of the best-fitting Gaussian (reads about 8 % more than ``"moment"`` for a disc).
         min_square_px: squares smaller than this (side, pixels) are too small to measure.
-        saturation_level: encoded values at or above this count as clipped.
-        max_saturated_fraction: more clipped chart pixels than this marks the frame over-exposed.
+        saturation_level: encoded values at or above this count as clipped (in any channel).
+        max_saturated_fraction: more clipped chart pixels than this marks the frame over-exposed (not
+            usable). Fewer are left out of the fits: photon noise alone clips a per cent or two of the
+            pixels of a well-exposed white page, which biases nothing once they are left out.
+        warn_saturated_fraction: more clipped chart pixels than this (and at most
+            ``max_saturated_fraction``) gives a warning in ``problem``; the frame stays usable.
         min_contrast: linear paper-minus-ink contrast below this marks the frame too dark / washed out.
         max_grid_residual: largest similarity-fit residual of the centres, as a fraction of the pitch,
             for a detection to count.
@@ -70,7 +74,8 @@ class MeasureConfig:
     blur: str = "moment"
     min_square_px: float = 12.0
     saturation_level: float = 0.985
-    max_saturated_fraction: float = 0.005
+    max_saturated_fraction: float = 0.05
+    warn_saturated_fraction: float = 0.001
     min_contrast: float = 0.08
     max_grid_residual: float = 0.06
 
@@ -575,12 +580,19 @@ def _keep_mask(spec: ChartSpec, k: float, phi: float, t: np.ndarray, margin_px: 
 
 
 def _fit_squares_once(
-    gray: np.ndarray, spec: ChartSpec, cents: np.ndarray, half: float, psi: float, sig0: float, pitch_px: float
+    gray: np.ndarray, spec: ChartSpec, cents: np.ndarray, half: float, psi: float, sig0: float, pitch_px: float,
+    clipped: np.ndarray | None = None,
 ) -> list[SquareFit] | None:
     ref = spec.centres_m
     ext = half * (abs(math.cos(math.radians(spec.rotation_deg))) + abs(math.sin(math.radians(spec.rotation_deg))))
     k, phi, t, _ = _similarity(ref, cents)
-    keep = _keep_mask(spec, k, phi, t, 3.5 * math.hypot(sig0, 0.5) + 2.0)
+    keep_page = _keep_mask(spec, k, phi, t, 3.5 * math.hypot(sig0, 0.5) + 2.0)
+    if clipped is None:
+        keep = keep_page
+    else:  # measure around clipped pixels: they carry only a lower bound of the light
+
+        def keep(xx: np.ndarray, yy: np.ndarray) -> np.ndarray:
+            return keep_page(xx, yy) & ~clipped[yy.astype(np.intp), xx.astype(np.intp)]
     predicted = [(float(c[0]), float(c[1]), psi, half) for c in cents]
     fits = []
     window = max(min(ext + 3.5 * math.hypot(sig0, 0.6) + 2.0, pitch_px - ext), ext + 2.0)
@@ -594,13 +606,16 @@ def _fit_squares_once(
 
 
 def _fit_squares(
-    gray: np.ndarray, spec: ChartSpec, cents: np.ndarray, half: float, psi: float, sig0: float, pitch_px: float
+    gray: np.ndarray, spec: ChartSpec, cents: np.ndarray, half: float, psi: float, sig0: float, pitch_px: float,
+    clipped: np.ndarray | None = None,
 ) -> list[SquareFit] | None:
     """Fit every square; a second round when the blur turns out much larger than guessed (the windows
     and margins are sized by the guess).
 
     Large blur is fitted on a binned image (``b x b`` pixel means): the model is the same in binned
-    pixels (a binned pixel integrates a ``b``-pixel box), with blur and geometry divided by ``b``."""
+    pixels (a binned pixel integrates a ``b``-pixel box), with blur and geometry divided by ``b``.
+    ``clipped`` ``(H, W)`` bool marks pixels left out of the fits (a binned pixel with any clipped pixel
+    is left out)."""
     fits: list[SquareFit] | None = None
     for _round in range(2):
         b = int(np.clip(math.floor(sig0 / 1.6), 1, 4))
@@ -610,14 +625,15 @@ def _fit_squares(
             h, w = gray.shape
             gb = gray[: h // b * b, : w // b * b].reshape(h // b, b, w // b, b).mean(axis=(1, 3))
             off = (b - 1) / 2.0
-            fb = _fit_squares_once(gb, spec, (cents - off) / b, half / b, psi, sig0 / b, pitch_px / b)
+            cb = None if clipped is None else clipped[: h // b * b, : w // b * b].reshape(h // b, b, w // b, b).any(axis=(1, 3))
+            fb = _fit_squares_once(gb, spec, (cents - off) / b, half / b, psi, sig0 / b, pitch_px / b, cb)
             fits = None if fb is None else [
                 SquareFit((f.centre_px[0] * b + off, f.centre_px[1] * b + off), (f.half_sides_px[0] * b, f.half_sides_px[1] * b),
                           f.angle_deg, f.sigma_px * b, f.lo, f.hi, f.rms, f.sigma_moment_px * b)
                 for f in fb
             ]
         else:
-            fits = _fit_squares_once(gray, spec, cents, half, psi, sig0, pitch_px)
+            fits = _fit_squares_once(gray, spec, cents, half, psi, sig0, pitch_px, clipped)
         if fits is None:
             return None
         new_sig = float(np.median([f.sigma_px for f in fits]))
@@ -661,7 +677,17 @@ def measure_frame(image: np.ndarray, spec: ChartSpec, config: MeasureConfig = Me
     psi = phi - math.radians(spec.rotation_deg)
     sig0 = float(np.median([_grad_sigma(gray, tuple(c), half) for c in cents]))
     ext = half * (abs(math.cos(math.radians(spec.rotation_deg))) + abs(math.sin(math.radians(spec.rotation_deg))))
-    fits = _fit_squares(gray, spec, cents, half, psi, sig0, pitch_px)
+    # clipping over the chart's area: a few clipped pixels (noise on a well-exposed white page, a
+    # speck of glare) are left out of the fits; many mark the frame over-exposed
+    enc3 = enc if enc.ndim == 3 else enc[:, :, None]
+    clip_px = np.any(enc3[:, :, :3] >= config.saturation_level, axis=-1)
+    xs, ys = cents[:, 0], cents[:, 1]
+    m = ext + 2
+    x0, x1 = int(max(0, xs.min() - m)), int(min(gray.shape[1], xs.max() + m + 1))
+    y0, y1 = int(max(0, ys.min() - m)), int(min(gray.shape[0], ys.max() + m + 1))
+    sat = float(np.mean(clip_px[y0:y1, x0:x1])) if y1 > y0 and x1 > x0 else 0.0
+    over = sat > config.max_saturated_fraction
+    fits = _fit_squares(gray, spec, cents, half, psi, sig0, pitch_px, clip_px if clip_px.any() else None)
     if fits is None:
         return FrameMeasurement(False, "chart found but a square could not be measured (cut off at the image edge?)")
     centres = np.array([f.centre_px for f in fits])
@@ -703,20 +729,15 @@ def measure_frame(image: np.ndarray, spec: ChartSpec, config: MeasureConfig = Me
     col_len = [float(np.linalg.norm(grid_pts[-1, c] - grid_pts[0, c])) for c in (0, cols - 1)]
     kx = (row_len[0] - row_len[1]) / np.mean(row_len)
     ky = (col_len[0] - col_len[1]) / np.mean(col_len)
-    # clipping over the chart's area
-    enc3 = enc if enc.ndim == 3 else enc[:, :, None]
-    xs, ys = centres[:, 0], centres[:, 1]
-    m = ext + 2
-    x0, x1 = int(max(0, xs.min() - m)), int(min(gray.shape[1], xs.max() + m + 1))
-    y0, y1 = int(max(0, ys.min() - m)), int(min(gray.shape[0], ys.max() + m + 1))
-    region = enc3[y0:y1, x0:x1, :3]
-    sat = float(np.mean(np.any(region >= config.saturation_level, axis=-1))) if region.size else 0.0
-    over = sat > config.max_saturated_fraction
     problem = ""
+    if sat > config.warn_saturated_fraction and not over:
+        problem = (f"{100 * sat:.1f}% of the chart is clipped (noise on bright paper, or glare): measured around "
+                   "those pixels; lower the exposure a little")
     if not math.isfinite(sigma):
         problem = f"the squares ({2 * half:.0f} px) are too small to measure this much blur: move the chart closer"
     if over:
-        problem = f"over-exposed: {100 * sat:.1f}% of the chart is clipped; lower the exposure or the light"
+        problem = (f"over-exposed: {100 * sat:.1f}% of the chart is clipped (more than "
+                   f"{100 * config.max_saturated_fraction:.0f}%); lower the exposure or the light")
     if contrast < config.min_contrast:
         return FrameMeasurement(False, f"chart contrast too low ({contrast:.2f}): light it evenly, avoid glare")
     return FrameMeasurement(
