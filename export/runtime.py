@@ -46,6 +46,7 @@ __all__ = [
     "load_plugin_library",
     "prediction_from_outputs",
     "onnx_fallback_for",
+    "rank_auto_candidates",
 ]
 
 log = logging.getLogger(__name__)
@@ -98,6 +99,98 @@ def onnx_fallback_for(onnx_path: str | os.PathLike[str] | None) -> str:
     if p.endswith(".trt.onnx"):
         p = p[: -len(".trt.onnx")] + ".onnx"
     return f"--runtime onnxruntime --model {p}"
+
+
+# --------------------------------------------------------------------------------------------------
+# runtime "auto": fastest first
+
+# Measured by benchmarks/bench_onnx.py (docs/export.md, "Performance on a CPU"): whole graph onnxruntime with the
+# native GaussPSF op against PyTorch eager on the same CPU, 5x240x320 and 5x480x640, 1 and 2 threads.
+_ORT_WHOLE_SPEEDUP = "2.2-2.8x"
+_ORT_NET_SPEEDUP = "1.5-2.2x"
+
+
+def _recorded_checkpoint_sha(info: OnnxModelInfo) -> str | None:
+    import json
+
+    try:
+        record = json.loads(info.props.get("checkpoint", "{}"))
+    except ValueError:
+        return None
+    sha = record.get("sha256") if isinstance(record, dict) else None
+    return str(sha) if sha else None
+
+
+def _torch_has_cuda() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
+def rank_auto_candidates(candidates: list[tuple[str, Path]], torch_device: str | None = None) -> dict[tuple[str, Path], str]:
+    """Reorder ``runtime auto``'s candidates (``model.runners.auto_candidates``) fastest first, in place, and
+    return why each ranks where it does (``{(kind, path): reason}``); the first one that loads is used.
+
+    Order: a TensorRT engine (GPU; skipped by the caller where it cannot run); PyTorch on a CUDA GPU; onnxruntime
+    with the physics graph and the native GaussPSF op (measured faster than PyTorch eager on the CPU); the
+    network-only ONNX graph (network in onnxruntime, physics check in PyTorch); PyTorch eager on the CPU;
+    onnxruntime with GaussPSF as a Python op (slower than PyTorch). An ONNX file or engine beside the checkpoint
+    is trusted only if its recorded checkpoint SHA-256 equals the checkpoint's (else it goes last: it may be
+    a stale export of another model). Files whose metadata cannot be read keep their place among the
+    onnxruntime candidates (loading them gives the error). ``torch_device``: the PyTorch runner's device
+    (``None``: CUDA when available).
+    """
+    from export.metadata import sha256_file
+
+    ckpt_sha: str | None = None
+    for kind, path in candidates:
+        if kind == "torch" and path.is_file():
+            try:
+                ckpt_sha = sha256_file(path)
+            except OSError:
+                ckpt_sha = None
+            break
+    cuda = torch_device != "cpu" and (str(torch_device or "").startswith("cuda") or _torch_has_cuda())
+    native: tuple[Path | None, str] | None = None
+    scored: list[tuple[float, int, tuple[str, Path], str]] = []
+    for i, (kind, path) in enumerate(candidates):
+        score: float
+        if kind == "tensorrt":
+            score, why = 0, "a TensorRT engine runs the whole graph on the GPU (used where the engine fits this GPU)"
+        elif kind == "torch":
+            score, why = ((1, "PyTorch on the CUDA GPU") if cuda else
+                          (4, "PyTorch eager on the CPU (no faster runtime found for this model)"))
+        else:
+            try:
+                info = read_onnx_info(path)
+            except Exception as e:  # noqa: BLE001 - ranked, and loading it will give the real error
+                scored.append((2.5, i, (kind, path), f"its metadata could not be read ({e})"))
+                continue
+            recorded = _recorded_checkpoint_sha(info)
+            if ckpt_sha is not None and recorded != ckpt_sha:
+                scored.append((6, i, (kind, path), "not exported from this checkpoint (its recorded SHA-256 differs): "
+                                                   "re-export it with python -m export onnx"))
+                continue
+            if info.has_confidence:
+                if native is None:
+                    from export.ort_native import native_status
+
+                    native = native_status()
+                if native[0] is not None:
+                    score, why = 2, (f"onnxruntime on the CPU with the native GaussPSF op: the whole graph measured "
+                                     f"{_ORT_WHOLE_SPEEDUP} faster than PyTorch eager (benchmarks/bench_onnx.py)")
+                else:
+                    score, why = 5, (f"onnxruntime would run GaussPSF as a Python op, slower than PyTorch "
+                                     f"({native[1].splitlines()[0]})")
+            else:
+                score, why = 3, (f"onnxruntime runs the network ({_ORT_NET_SPEEDUP} faster than PyTorch eager), the "
+                                 "physics check runs in PyTorch")
+        scored.append((score, i, (kind, path), why))
+    scored.sort(key=lambda t: (t[0], t[1]))
+    candidates[:] = [c for _, _, c, _ in scored]
+    return {c: why for _, _, c, why in scored}
 
 
 # --------------------------------------------------------------------------------------------------

@@ -186,10 +186,11 @@ def create_runner(
     """Make a runner.
 
     Args:
-        runtime: ``"torch"``, ``"onnxruntime"``, ``"tensorrt"`` or ``"auto"``. ``auto`` tries a TensorRT
-            engine, then onnxruntime, then PyTorch (:func:`auto_candidates`): a named file first, then the
-            ``X.engine`` / ``X.onnx`` / ``X.pt`` files beside it; a runtime that is not installed (or an
-            engine this GPU cannot run) is skipped with a warning.
+        runtime: ``"torch"``, ``"onnxruntime"``, ``"tensorrt"`` or ``"auto"``. ``auto`` tries the named file
+            and the ``X.engine`` / ``X.onnx`` / ``X.pt`` files beside it (:func:`auto_candidates`), fastest
+            first where the export package ranks them (``export.runtime.rank_auto_candidates``, logged with
+            the reason); a runtime that is not installed (or an engine this GPU cannot run) is skipped with a
+            warning.
         model: a checkpoint (``.pt``), ONNX file or TensorRT engine; ``None`` for the shipped default.
         device: for the torch runner (``cpu``/``cuda``).
         with_confidence: run the physics check.
@@ -203,6 +204,7 @@ def create_runner(
     if runtime == "auto":
         errors: list[str] = []
         candidates = auto_candidates(model)
+        reasons = _rank_fastest(candidates, device)
         for i, (kind, path) in enumerate(candidates):
             try:
                 runner = _make_runner(kind, path, device, with_confidence)
@@ -212,10 +214,20 @@ def create_runner(
                 errors.append(f"{kind} ({path.name}): {e}")
                 log.warning("runtime %s is not usable for %s (%s); trying the next", kind, path, e)
                 continue
-            log.info("runtime: %s (%s)", kind, path)
+            log.info("runtime: %s (%s)%s", kind, path, f": {reasons[(kind, path)]}" if (kind, path) in reasons else "")
             return runner
         raise ValueError("no usable runtime: " + "; ".join(errors))
     return _make_runner(runtime, Path(model) if model is not None else None, device, with_confidence)
+
+
+def _rank_fastest(candidates: list[tuple[str, Path]], device: str | None) -> dict[tuple[str, Path], str]:
+    """Reorder ``auto``'s candidates fastest first (``export.runtime.rank_auto_candidates``, in place) and
+    return the reason for each; without the export package the order stays."""
+    try:
+        from export.runtime import rank_auto_candidates  # type: ignore[import-not-found]
+    except ImportError:
+        return {}
+    return rank_auto_candidates(candidates, torch_device=device)
 
 
 def _make_runner(runtime: str, model: Path | None, device: str | None, with_confidence: bool) -> Runner:
