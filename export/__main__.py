@@ -65,8 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--check-stack", type=Path, default=None,
                    help="focal-stack/1 folder to check on (default: the Motorcycle scene rendered through the lens)")
     o.add_argument("--no-check", dest="check", action="store_false", help="skip the onnxruntime/PyTorch check")
-    o.add_argument("--psf-backend", choices=["auto", "torch", "host"], default="auto",
-                   help="GaussPSF op in onnxruntime: model.render (torch) or the kernel's CPU code (host)")
+    o.add_argument("--psf-backend", choices=["auto", "native", "torch", "host"], default="auto",
+                   help="GaussPSF op in onnxruntime: the native C++ op (native; auto when it builds), or a Python op "
+                        "computed by model.render (torch) or the kernel's CPU code (host)")
     o.add_argument("--threads", type=int, default=None, help="onnxruntime threads for the check")
 
     e = sub.add_parser("engine", help="ONNX -> TensorRT engine on this device", formatter_class=fmt,
