@@ -8,7 +8,9 @@ Steps (each reports ``ok``, ``failed`` or ``skipped`` with the reason):
 3. ``plugin registry``     - TensorRT (full or lean runtime) loads the plugin and lists creator GaussPSF v1.
 4. ``onnx export``         - the physics graph exported (both flavours) and checked in onnxruntime against
                              PyTorch on a real stack (depth within 1 mm, AIF within 1e-3, confidence).
-5. ``onnxruntime latency`` - median latency of the onnxruntime runner (CPU).
+5. ``onnxruntime latency`` - median latency of the onnxruntime runner (CPU), which GaussPSF op it used (the
+                             native C++ op, or the Python fallback and why), and PyTorch eager on the same
+                             stack and threads for comparison.
 6. ``engine build``        - the TensorRT engine (needs TensorRT's builder, a GPU and the plugin).
 7. ``tensorrt check``      - TensorRT against onnxruntime on the same stack, and the engine's median latency.
 
@@ -267,7 +269,33 @@ def run_selftest(config: SelftestConfig, *, trt: Any = None, cuda: Any = None,
         state["stack"] = (images, focus)
         ms = median_ms(lambda: runner.predict(images, focus), config.repeats)
         s, h, w = images.shape[:3]
-        return "ok", f"{ms:.1f} ms median over {config.repeats} runs ({s}x{h}x{w}, CPU, physics graph)", {"median_ms": ms}
+        detail = (f"{ms:.1f} ms median over {config.repeats} runs ({s}x{h}x{w}, CPU, physics graph, GaussPSF "
+                  f"{'native op' if runner.psf_backend == 'native' else 'Python op (' + str(runner.psf_backend) + ')'})")
+        extra: dict[str, Any] = {"median_ms": ms, "psf_backend": runner.psf_backend}
+        if "loaded" in state:
+            import torch
+
+            from model.confidence import physics_check
+
+            loaded = state["loaded"]
+            x = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))).unsqueeze(0)
+            f = torch.from_numpy(np.asarray(focus, np.float32)).unsqueeze(0)
+
+            def torch_eager() -> None:  # what the PyTorch runner computes, on the CPU, same window
+                with torch.inference_mode():
+                    out = loaded.net(x, f)
+                    physics_check(x, f, out.aif, out.depth_m, loaded.lens, max_radius=info.psf_radius)
+
+            threads_before = torch.get_num_threads()
+            if config.threads is not None:
+                torch.set_num_threads(int(config.threads))
+            try:
+                t_ms = median_ms(torch_eager, config.repeats)
+            finally:
+                torch.set_num_threads(threads_before)
+            detail += f"; PyTorch eager {t_ms:.1f} ms, ratio {t_ms / ms:.2f}"
+            extra["torch_median_ms"] = t_ms
+        return "ok", detail, extra
 
     run("onnxruntime latency", ort_latency)
 
