@@ -106,8 +106,8 @@ def onnx_fallback_for(onnx_path: str | os.PathLike[str] | None) -> str:
 
 # Measured by benchmarks/bench_onnx.py (docs/export.md, "Performance on a CPU"): whole graph onnxruntime with the
 # native GaussPSF op against PyTorch eager on the same CPU, 5x240x320 and 5x480x640, 1 and 2 threads.
-_ORT_WHOLE_SPEEDUP = "2.4-3.0x"
-_ORT_NET_SPEEDUP = "1.9-2.6x"
+_ORT_WHOLE_SPEEDUP = "2.6-3.3x"
+_ORT_NET_SPEEDUP = "1.9-2.5x"
 
 
 def _recorded_checkpoint_sha(info: OnnxModelInfo) -> str | None:
