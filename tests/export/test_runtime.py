@@ -226,3 +226,22 @@ def test_metadata_record_is_plain_json(built) -> None:
     record = json.loads(sidecar_path(built["engine"]).read_text())
     assert record["format"] == "daif-engine/1" and record["gpu"]["compute_capability"] == "8.7"
     assert record["onnx"]["flavour"] == "tensorrt" and record["shapes"]["images"]["opt"] == [1, 5, 3, 40, 48]
+
+
+def test_onnx_runner_settings_and_the_op_it_uses(physics_export, net_export, stack) -> None:
+    from export.ort_native import native_status
+
+    images, focus = stack
+    with pytest.raises(ValueError, match="graph optimisation level"):
+        OnnxRunner(physics_export.files["onnxruntime"], threads=1, optimization="fastest")
+    ref = OnnxRunner(physics_export.files["onnxruntime"], threads=1).predict(images, focus)
+    for level in ("disable", "basic", "extended"):  # numerics do not depend on the optimisation level
+        runner = OnnxRunner(physics_export.files["onnxruntime"], threads=2, optimization=level)
+        assert runner.optimization == level and runner.threads == 2
+        pred = runner.predict(images, focus)
+        np.testing.assert_allclose(pred.depth_m, ref.depth_m, atol=1e-5, rtol=0)
+        np.testing.assert_allclose(pred.confidence, ref.confidence, atol=1e-5, rtol=0)
+    assert OnnxRunner(net_export.files["any"], threads=1).psf_backend is None  # no GaussPSF node
+    native, _why = native_status()
+    assert OnnxRunner(physics_export.files["onnxruntime"], threads=1).psf_backend == (
+        "native" if native is not None else "torch")
