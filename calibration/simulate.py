@@ -1,15 +1,17 @@
 """Synthetic calibration captures: the printed chart seen through a known lens.
 
-Everything a real module does that the fit relies on is rendered here, from first principles and
-independently of the fitter's code:
+Everything a real module does that the fit relies on is rendered here, independently of the fitter's
+code, with the project's one optics (the same functions the simulated camera of ``device`` and the model
+use):
 
 - **focus breathing**: the sensor sits at ``s = f d_f / (d_f - f)`` behind the lens for focus distance
-  ``d_f = 1 / (a v + b)`` (``v`` the raw control value, ``a, b`` the true focus mapping); the chart at
-  distance ``D`` is imaged at ``s / (D p)`` pixels per metre (chief ray through the lens centre), so the
-  image scale changes with the focus setting;
+  ``d_f = 1 / (a v + b)`` (``v`` the raw control value, ``a, b`` the true focus mapping;
+  :func:`model.optics.sensor_distance_m`); the chart at distance ``D`` is imaged at ``s / (D p)`` pixels
+  per metre (chief ray through the lens centre), so the image scale changes with the focus setting;
 - **defocus**: a uniform blur per frame (the chart is a fronto-parallel plane), a Gaussian of standard
-  deviation ``c / (4 p)`` with ``c`` the circle of confusion of ``model.optics`` (or the uniform disc
-  itself, ``psf="disc"``), plus an intrinsic lens blur added in quadrature;
+  deviation ``c / (4 p)`` with ``c`` the circle of confusion of ``model.optics``
+  (:func:`model.optics.coc_sigma_px_dioptres`, valid past infinity focus), or the uniform disc itself
+  (``psf="disc"``, :func:`model.synth.layered.disc_kernel`), plus an intrinsic lens blur added in quadrature;
 - pixel area integration (supersampling), vignetting, shot and read noise in linear light, sRGB
   encoding and 8-bit quantisation.
 
@@ -29,6 +31,9 @@ import numpy as np
 from calibration.camera_protocol import SIM_KIND, Frame
 from calibration.chart import ChartSpec, default_chart, rasterize_page
 from model.lens import FocusControl, LensProfile
+from model.optics import coc_sigma_px_dioptres
+from model.optics import sensor_distance_m as _sensor_distance_at_dioptres
+from model.synth.layered import disc_kernel
 
 __all__ = [
     "SimOptions",
@@ -120,10 +125,10 @@ def _dioptres(lens: LensProfile, control: float) -> float:
 def sensor_distance_m(lens: LensProfile, control: float) -> float:
     """Lens-to-sensor distance ``s`` for focus control ``control``: ``s = f d_f / (d_f - f)``, in the
     dioptre form ``1 / s = 1 / f - 1 / d_f`` (valid through infinity focus)."""
-    inv = 1.0 / lens.focal_length_m - _dioptres(lens, control)
-    if inv <= 0:
-        raise ValueError(f"control {control}: focus nearer than the focal length")
-    return 1.0 / inv
+    try:
+        return _sensor_distance_at_dioptres(_dioptres(lens, control), lens)
+    except ValueError:
+        raise ValueError(f"control {control}: focus nearer than the focal length") from None
 
 
 def image_scale_px_per_m(lens: LensProfile, control: float, distance_m: float) -> float:
@@ -132,18 +137,9 @@ def image_scale_px_per_m(lens: LensProfile, control: float, distance_m: float) -
 
 
 def defocus_sigma_px(lens: LensProfile, control: float, distance_m: float) -> float:
-    """Defocus blur (moment-matched Gaussian sigma, pixels) of an object at ``distance_m``.
-
-    Uses :func:`model.optics.coc_sigma_px` where the focus is in front of infinity; beyond it (a
-    negative focus in dioptres) the same circle of confusion ``A s |1/d_f - 1/D|`` is evaluated directly.
-    """
-    dpt = _dioptres(lens, control)
-    if dpt > 0:
-        from model.optics import coc_sigma_px
-
-        return float(coc_sigma_px(float(distance_m), 1.0 / dpt, lens))
-    s = sensor_distance_m(lens, control)
-    return lens.aperture_m * s * abs(dpt - 1.0 / distance_m) / (4.0 * lens.pixel_pitch_m)
+    """Defocus blur (moment-matched Gaussian sigma, pixels) of an object at ``distance_m``:
+    :func:`model.optics.coc_sigma_px_dioptres` at the true focus of ``control`` (valid past infinity focus)."""
+    return coc_sigma_px_dioptres(float(distance_m), _dioptres(lens, control), lens)
 
 
 # ----------------------------------------------------------------------------- rendering
@@ -152,17 +148,6 @@ def defocus_sigma_px(lens: LensProfile, control: float, distance_m: float) -> fl
 def _srgb_encode(x: np.ndarray) -> np.ndarray:
     x = np.clip(x, 0.0, 1.0)
     return np.where(x <= 0.0031308, 12.92 * x, 1.055 * np.power(x, 1 / 2.4) - 0.055)
-
-
-def _disc_kernel(radius_px: float) -> np.ndarray:
-    r = float(radius_px)
-    n = int(math.ceil(r)) + 1
-    ss = 8
-    g = (np.arange((2 * n + 1) * ss) + 0.5) / ss - (n + 0.5)
-    xx, yy = np.meshgrid(g, g)
-    inside = (xx**2 + yy**2 <= r * r).astype(np.float64)
-    k = inside.reshape(2 * n + 1, ss, 2 * n + 1, ss).mean(axis=(1, 3))
-    return (k / k.sum()).astype(np.float32)
 
 
 class _PageCache:
@@ -230,7 +215,7 @@ def render_chart_linear(
     if options.psf == "disc":
         radius = 2.0 * sigma_def * ss  # c / (2 p) = 2 sigma, in fine pixels
         if radius > 0.5:
-            fine = cv2.filter2D(fine, -1, _disc_kernel(radius), borderType=cv2.BORDER_REPLICATE)
+            fine = cv2.filter2D(fine, -1, disc_kernel(2.0 * radius), borderType=cv2.BORDER_REPLICATE)
         blur = options.intrinsic_blur_px
     else:
         blur = math.hypot(sigma_def, options.intrinsic_blur_px)

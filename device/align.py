@@ -16,25 +16,24 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from model.optics import ThinLensLike
+from model.optics import ThinLensLike, breathing_magnification, sensor_distance_m
 
 __all__ = ["image_distance_m", "breathing_ratio", "align_frame", "align_stack"]
 
 
 def image_distance_m(focus_m: float, lens: ThinLensLike) -> float:
-    """Lens-to-sensor distance ``s = f d_f / (d_f - f)`` for focus at ``focus_m`` metres (``f`` at infinity)."""
-    f = lens.focal_length_m
+    """Lens-to-sensor distance ``s = f d_f / (d_f - f)`` for focus at ``focus_m`` metres (``f`` at infinity):
+    :func:`model.optics.sensor_distance_m` of ``1 / focus_m`` dioptres."""
     d = float(focus_m)
-    if math.isinf(d):
-        return f
-    if not d > f:
-        raise ValueError(f"focus distance {focus_m} m is not beyond the focal length {f} m")
-    return f * d / (d - f)
+    if not (math.isinf(d) and d > 0) and not d > lens.focal_length_m:
+        raise ValueError(f"focus distance {focus_m} m is not beyond the focal length {lens.focal_length_m} m")
+    return sensor_distance_m(0.0 if math.isinf(d) else 1.0 / d, lens)
 
 
 def breathing_ratio(focus_m: float, reference_m: float, lens: ThinLensLike) -> float:
-    """Magnification of a frame focused at ``focus_m`` relative to one focused at ``reference_m``: ``s/s_ref``."""
-    return image_distance_m(focus_m, lens) / image_distance_m(reference_m, lens)
+    """Magnification of a frame focused at ``focus_m`` relative to one focused at ``reference_m``: ``s/s_ref``
+    (:func:`model.optics.breathing_magnification`)."""
+    return breathing_magnification(focus_m, lens, reference_m)
 
 
 def align_frame(image: np.ndarray, focus_m: float, reference_m: float, lens: ThinLensLike) -> np.ndarray:

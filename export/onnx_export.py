@@ -319,7 +319,7 @@ def reference_stack(lens: Any, focus_m: list[float], size: tuple[int, int], work
         images = np.stack([_crop_resize(stack.images[i], size, cv2.INTER_AREA) for i in picked]).astype(np.float32)
         desc = f"focal-stack/1 folder {folder} (frames at {', '.join(f'{have[i]:g}' for i in picked)} m)"
         return np.clip(images, 0.0, 1.0), have[picked].astype(np.float32), desc
-    from model.make_eval import motorcycle_rgbd
+    from model.synth.rgbd import motorcycle_rgbd
     from model.synth.layered import fill_unknown_depth, render_stack_layered
 
     rgb, depth = motorcycle_rgbd()

@@ -28,15 +28,15 @@ from torch import Tensor, nn
 from model.confidence import ConfidenceConfig, confidence_from_residual
 from model.lens import LensProfile
 from model.network import DAIFNet
-from model.optics import defocus_sigma_map, max_sigma_px
-from model.render import MAX_RADIUS_PX, gauss_psf, psf_window_radius
+from model.optics import max_sigma_px
+from model.render import DEFAULT_MAX_RADIUS_PX, MAX_RADIUS_PX, capped_window_radius, gauss_psf, rerender_stack
 
 from export.targets import ORT_DOMAIN, PSF_OP_TYPE
 
 __all__ = ["DEFAULT_MAX_PSF_RADIUS", "GaussPsfNode", "ExportModule", "default_psf_radius"]
 
-DEFAULT_MAX_PSF_RADIUS = 32
-"""Cap on the exported PSF window radius, pixels (the PyTorch runner's default cap)."""
+DEFAULT_MAX_PSF_RADIUS = DEFAULT_MAX_RADIUS_PX
+"""Cap on the exported PSF window radius, pixels (:data:`model.render.DEFAULT_MAX_RADIUS_PX`, the runners' cap)."""
 
 
 class GaussPsfNode(torch.autograd.Function):
@@ -66,7 +66,7 @@ def default_psf_radius(lens: LensProfile, focus_m: list[float], near_m: float, f
     """Window radius for the largest blur over the working range, ``ceil(3 s_eff)``, capped at ``cap`` pixels."""
     if not 0 <= cap <= MAX_RADIUS_PX:
         raise ValueError(f"the PSF radius cap must be in [0, {MAX_RADIUS_PX}], got {cap}")
-    return min(psf_window_radius(max_sigma_px(focus_m, lens, near_m, far_m)), int(cap))
+    return capped_window_radius(max_sigma_px(focus_m, lens, near_m, far_m), int(cap))
 
 
 class ExportModule(nn.Module):
@@ -112,9 +112,7 @@ class ExportModule(nn.Module):
         depth = out.depth_m[:, :, :h, :w]
         if self.psf_radius is None:
             return aif, depth
-        sigma = defocus_sigma_map(depth, focus_m, self.lens)  # (B, S, H, W) px
-        frames = aif.unsqueeze(1).expand(b, s, 3, h, w).reshape(b * s, 3, h, w)
-        rendered = GaussPsfNode.apply(frames, sigma.reshape(b * s, 1, h, w), self.psf_radius)
-        rendered = rendered.reshape(b, s, 3, h, w)
+        # the runners' re-rendering, with the window fixed at export time and the renderer as one node
+        rendered, _ = rerender_stack(aif, depth, focus_m, self.lens, radius=self.psf_radius, psf=GaussPsfNode.apply)
         residual, confidence = confidence_from_residual(images, rendered, self.confidence)
         return aif, depth, confidence, residual, rendered

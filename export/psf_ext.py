@@ -24,7 +24,6 @@ import hashlib
 import importlib.util
 import json
 import logging
-import math
 import os
 import shutil
 import subprocess
@@ -35,6 +34,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Protocol
 
 import numpy as np
+
+# the renderer's window constants and radius rule, from their torch-free home (this module must load without torch)
+from model.psf_window import MAX_RADIUS_PX as MAX_RADIUS
+from model.psf_window import MIN_SIGMA_PX, psf_window_radius
 
 if TYPE_CHECKING:  # torch is imported lazily: a Jetson runtime may load the plugin without it
     import torch
@@ -78,8 +81,6 @@ CHECK_PROGRAM = "gausspsf_plugin_check"
 PLUGIN_NAME = "GaussPSF"
 PLUGIN_VERSION = "1"
 PLUGIN_NAMESPACE = ""
-MAX_RADIUS = 64
-MIN_SIGMA_PX = 0.25
 DEFAULT_CUDA_ARCHS = "75;80;86;87;89;90"
 HOST_ABI_VERSION = 1
 
@@ -476,10 +477,9 @@ def host_gauss_psf_backward(image: np.ndarray, sigma: np.ndarray, grad_output: n
 
 
 def window_radius(max_sigma_px: float) -> int:
-    """``ceil(3 * sqrt(max_sigma^2 + MIN_SIGMA_PX^2))``, at least 1 (``model.render.psf_window_radius``)."""
-    if not math.isfinite(max_sigma_px):
-        raise ValueError(f"sigma must be finite, got max {max_sigma_px}")
-    return max(1, math.ceil(3.0 * math.sqrt(max_sigma_px**2 + MIN_SIGMA_PX**2)))
+    """``ceil(3 * sqrt(max_sigma^2 + MIN_SIGMA_PX^2))``, at least 1: :func:`model.psf_window.psf_window_radius`
+    (``model.render``'s rule). Raises ``ValueError`` for a non-finite or negative blur."""
+    return psf_window_radius(max_sigma_px)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ __all__ = [
     "load_checkpoint",
     "read_checkpoint",
     "check_lens_matches",
+    "default_lens_path",
 ]
 
 CHECKPOINT_FORMAT = "daifnet-checkpoint/1"
@@ -38,6 +39,11 @@ DEFAULT_DIR = Path(__file__).resolve().parent / "default"
 def default_checkpoint_path() -> Path:
     """The shipped default model, ``model/default/daifnet.pt``."""
     return DEFAULT_DIR / "daifnet.pt"
+
+
+def default_lens_path() -> Path:
+    """The shipped default model's lens profile, ``model/default/lens.json`` (``lens/1``)."""
+    return DEFAULT_DIR / "lens.json"
 
 
 @dataclass

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from model.optics import ThinLensLike, defocus_sigma_map
+from model.optics import ThinLensLike
 
 __all__ = ["ConfidenceConfig", "PhysicsCheck", "physics_check", "confidence_from_residual"]
 
@@ -66,19 +66,18 @@ def physics_check(
     lens: ThinLensLike,
     config: ConfidenceConfig = ConfidenceConfig(),
     max_radius: int | None = None,
+    blur_scale: float = 1.0,
 ) -> PhysicsCheck:
     """Re-render ``images (B,S,3,H,W)`` taken at ``focus_m (B,S)`` from ``aif (B,3,H,W)`` and
     ``depth_m (B,1,H,W)`` through ``lens``; residual and confidence per pixel.
 
-    ``max_radius`` caps the PSF window (pixels) for speed; ``None`` sizes it from the largest blur.
+    The re-rendering is :func:`model.render.rerender_stack`. ``max_radius`` caps the PSF window (pixels)
+    for speed; ``None`` sizes it from the largest blur (up to the renderer's largest window, where larger
+    blur is truncated and its weights renormalised). ``blur_scale`` multiplies the moment-matched blur
+    ``c / (4 p)`` (``model.refine``'s disc-matched fit; the runners and the exported check use 1).
     """
-    from model.render import MAX_RADIUS_PX, psf_window_radius, render_stack
+    from model.render import rerender_stack
 
-    sigma = defocus_sigma_map(depth_m, focus_m, lens)
-    # blur beyond the renderer's largest window is truncated there (its weights are renormalised)
-    radius = min(psf_window_radius(float(sigma.max())), MAX_RADIUS_PX)
-    if max_radius is not None:
-        radius = min(radius, int(max_radius))
-    rendered = render_stack(aif, sigma, radius=radius)
+    rendered, sigma = rerender_stack(aif, depth_m, focus_m, lens, blur_scale, max_radius=max_radius)
     residual, conf = confidence_from_residual(images, rendered, config)
     return PhysicsCheck(rendered=rendered, residual=residual, confidence=conf, sigma=sigma)

@@ -273,26 +273,13 @@ def render_batch(
     Returns:
         float32 tensor ``(B, S, 3, H, W)`` in [0, 1].
     """
-    from model.optics import defocus_sigma_map
-    from model.render import gauss_psf, psf_window_radius
+    from model.render import rerender_stack
 
     a = torch.from_numpy(np.ascontiguousarray(aif, np.float32)).permute(0, 3, 1, 2).contiguous()
     d = torch.from_numpy(np.ascontiguousarray(depth, np.float32))[:, None]
     f = torch.from_numpy(np.asarray(focus_m, np.float32))
-    b, c, h, w = a.shape
     with torch.no_grad():
-        sigma = defocus_sigma_map(d, f, lens)  # (B, S, H, W)
-        s = sigma.shape[1]
-        sig = sigma.reshape(b * s, 1, h, w)
-        img = a.repeat_interleave(s, dim=0)
-        radii = [psf_window_radius(float(m)) for m in sig.amax(dim=(1, 2, 3))]
-        if max_psf_radius is not None:
-            radii = [min(r, int(max_psf_radius)) for r in radii]
-        out = torch.empty(b * s, c, h, w)
-        for r in sorted(set(radii)):
-            idx = torch.tensor([i for i, x in enumerate(radii) if x == r])
-            out[idx] = gauss_psf(img[idx], sig[idx], radius=r)
-        out = out.reshape(b, s, c, h, w)
+        out, _ = rerender_stack(a, d, f, lens, max_radius=max_psf_radius, per_frame_radius=True)
         if not noise.is_zero:
             if rng is None:
                 raise ValueError("rng is required when noise is applied")

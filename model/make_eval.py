@@ -34,6 +34,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
+# the Motorcycle RGB-D (NaN where the depth is unknown) and the crop-and-resize live in model.synth.rgbd
+from model.synth.rgbd import crop_resize as _crop_resize
+from model.synth.rgbd import motorcycle_rgbd
+
 __all__ = ["MakeEvalConfig", "make_eval_set", "eval_scenes", "tuning_scenes", "motorcycle_rgbd", "main"]
 
 DEFAULT_FOCUS = (1.0, 1.5, 2.5, 4.0, 6.0)
@@ -95,45 +99,6 @@ def parse_args(argv: Sequence[str] | None = None) -> MakeEvalConfig:
 
 
 # ----------------------------------------------------------------------------- content
-
-
-@functools.lru_cache(maxsize=1)
-def motorcycle_rgbd() -> tuple[Any, Any]:
-    """Middlebury Motorcycle (scikit-image): ``(rgb float32 (500, 741, 3), depth float32 (500, 741) m, NaN unknown)``.
-
-    Cached; treat the arrays as read-only.
-    """
-    import numpy as np
-    import skimage.data
-
-    left, _right, disp = skimage.data.stereo_motorcycle()
-    disp = np.asarray(disp, np.float64)
-    valid = np.isfinite(disp) & (disp != 0)
-    depth = np.full(disp.shape, np.nan, np.float32)
-    depth[valid] = (994.978 * 0.193001 / (disp[valid] + 31.086)).astype(np.float32)
-    return np.asarray(left, np.float32) / 255.0, depth
-
-
-def _crop_resize(rgb: Any, depth: Any | None, size: tuple[int, int], frac: float = 1.0,
-                 centre: tuple[float, float] = (0.5, 0.5)) -> tuple[Any, Any]:
-    """Crop the largest window of ``size``'s aspect, shrunk by ``frac`` and centred at ``centre`` (relative,
-    clamped), and resize to ``size = (w, h)``: colour by area/linear, depth by nearest (keeps NaN)."""
-    import cv2
-    import numpy as np
-
-    tw, th = size
-    ih, iw = rgb.shape[:2]
-    cw = min(iw, ih * tw / th) * frac
-    ch = cw * th / tw
-    x0 = int(round(min(max(centre[0] * iw - cw / 2, 0), iw - cw)))
-    y0 = int(round(min(max(centre[1] * ih - ch / 2, 0), ih - ch)))
-    cw, ch = int(round(cw)), int(round(ch))
-    r = np.ascontiguousarray(rgb[y0 : y0 + ch, x0 : x0 + cw])
-    r = cv2.resize(r, (tw, th), interpolation=cv2.INTER_AREA if cw > tw else cv2.INTER_LINEAR)
-    d = None
-    if depth is not None:
-        d = cv2.resize(np.ascontiguousarray(depth[y0 : y0 + ch, x0 : x0 + cw]), (tw, th), interpolation=cv2.INTER_NEAREST)
-    return np.clip(r, 0, 1).astype(np.float32), d
 
 
 @dataclass

@@ -187,22 +187,6 @@ class RefineConfig:
         return int(sum(self.second_iterations)) > 0
 
 
-@dataclass(frozen=True)
-class _BlurScaledLens:
-    """A thin lens whose blur is ``scale`` times another's: ``sigma`` is proportional to the aperture
-    ``f / N``, so dividing the f-number by ``scale`` multiplies every ``sigma`` by it."""
-
-    focal_length_m: float
-    f_number: float
-    pixel_pitch_m: float
-
-
-def _blur_scaled(lens, scale: float):
-    if scale == 1.0:
-        return lens
-    return _BlurScaledLens(float(lens.focal_length_m), float(lens.f_number) / scale, float(lens.pixel_pitch_m))
-
-
 def disc_matched_sigma_scale(texture: np.ndarray, diameter_px: float,
                              scales: Sequence[float] = tuple(np.round(np.arange(0.80, 1.401, 0.02), 2))) -> float:
     """The Gaussian blur that reproduces a uniform-disc blur of ``texture`` best in L1.
@@ -278,8 +262,7 @@ def refine_prediction(
     import torch
 
     from model.losses import edge_aware_smoothness, recon_loss
-    from model.optics import defocus_sigma_map
-    from model.render import psf_window_radius, render_stack
+    from model.render import rerender_stack
 
     config.validate()
     arr, fm = check_stack_input(images, focus_m)
@@ -293,7 +276,6 @@ def refine_prediction(
     if not 0 < near_m < far_m:
         raise ValueError(f"refine: bad working range [{near_m}, {far_m}] m")
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    lens = _blur_scaled(lens, config.psf_sigma_scale)
     wts = config.weights
     x_full = torch.from_numpy(arr).permute(0, 3, 1, 2).to(dev)  # (S,3,H,W)
     f = torch.from_numpy(fm).unsqueeze(0).to(dev)
@@ -316,9 +298,8 @@ def refine_prediction(
         for _ in range(int(n_iter)):
             depth = torch.exp((u0 + du).clamp(lo, hi))
             a = (a0 + da).clamp(0.0, 1.0)
-            sigma = defocus_sigma_map(depth, f, lens) * px_scale
-            radius = min(radius_cap, psf_window_radius(float(sigma.detach().max())))
-            rendered = render_stack(a, sigma, radius=radius)
+            rendered, _ = rerender_stack(a, depth, f, lens, config.psf_sigma_scale, max_radius=radius_cap,
+                                         pixel_scale=px_scale)
             if wts.ssim_alpha > 0:
                 loss = wts.recon * recon_loss(rendered, x, alpha=wts.ssim_alpha)
             else:  # the same value as recon_loss(alpha=0), without computing an SSIM map it would multiply by 0
@@ -537,9 +518,9 @@ class RefiningRunner:
         self.name = f"{runner.name}+refine"
         self.lens = runner.lens
         self.focus_m = list(runner.focus_m)
-        from model.predict import _range_of
+        from model.runners import working_range_of
 
-        self.working_range_m = _range_of(runner)
+        self.working_range_m = working_range_of(runner)
         self.model = getattr(runner, "model", None)
 
     def predict(self, images: np.ndarray, focus_m: Sequence[float]) -> Prediction:
@@ -601,11 +582,12 @@ class RefiningRunner:
         import torch
 
         from model.confidence import physics_check
+        from model.render import DEFAULT_MAX_RADIUS_PX
 
         arr, fm = check_stack_input(images, focus_m)
         dev = torch.device(self.device or ("cuda" if torch.cuda.is_available() else "cpu"))
         with torch.inference_mode():
             x = torch.from_numpy(arr).permute(0, 3, 1, 2)[None].to(dev)
             return physics_check(x, torch.from_numpy(fm)[None].to(dev), torch.from_numpy(aif).permute(2, 0, 1)[None].to(dev),
-                                 torch.from_numpy(depth)[None, None].to(dev),
-                                 _blur_scaled(self.lens, self.config.psf_sigma_scale), max_radius=32)
+                                 torch.from_numpy(depth)[None, None].to(dev), self.lens,
+                                 max_radius=DEFAULT_MAX_RADIUS_PX, blur_scale=self.config.psf_sigma_scale)

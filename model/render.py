@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any, Final, Optional
+from typing import Any, Callable, Final, Optional
 
 import numpy as np
 import torch
@@ -41,27 +41,31 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
+# the window's constants and radius rule live in a torch-free module (the export side reads them too)
+from model.psf_window import (
+    DEFAULT_MAX_RADIUS_PX,
+    DEFAULT_TRUNCATE,
+    MAX_RADIUS_PX,
+    MIN_SIGMA_PX,
+    capped_window_radius,
+    psf_window_radius,
+)
+
 __all__ = [
     "MIN_SIGMA_PX",
     "MAX_RADIUS_PX",
+    "DEFAULT_MAX_RADIUS_PX",
     "psf_window_radius",
+    "capped_window_radius",
     "gauss_psf",
     "render_stack",
+    "rerender_stack",
     "GaussPSF",
     "gauss_psf_reference_numpy",
     "gauss_psf_unfold",
 ]
 
 logger = logging.getLogger(__name__)
-
-MIN_SIGMA_PX: Final[float] = 0.25
-"""Smooth floor on the blur, pixels: ``s_eff = sqrt(sigma^2 + MIN_SIGMA_PX^2)`` (keeps ``sigma -> 0`` finite)."""
-
-MAX_RADIUS_PX: Final[int] = 64
-"""Largest window radius accepted (a ``129 x 129`` window); the CUDA/TensorRT kernels share this bound."""
-
-DEFAULT_TRUNCATE: Final[float] = 3.0
-"""Window half-size in units of the largest effective blur (``R = ceil(3 * max s_eff)``)."""
 
 # Working-set budget per chunk of images (tables + accumulators). Small on CPU so that a chunk stays
 # cache-friendly; large on accelerators, where each window offset is a kernel launch.
@@ -73,33 +77,6 @@ _DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 
 
 # ----------------------------------------------------------------------------------------------- checks
-
-
-def psf_window_radius(max_sigma: float | Tensor, truncate: float = DEFAULT_TRUNCATE) -> int:
-    """Window radius (pixels) for the largest blur in play: ``ceil(truncate * s_eff)``, at least 1.
-
-    Args:
-        max_sigma: largest PSF standard deviation, pixels (a float or a one-element tensor), ``>= 0``.
-        truncate: window half-size in effective standard deviations (``> 0``).
-
-    Returns:
-        ``R``; the window is ``(2R+1) x (2R+1)``. Not clipped to :data:`MAX_RADIUS_PX` (the renderer
-        raises for larger windows).
-
-    Raises:
-        ValueError: ``max_sigma`` negative or not finite, or ``truncate`` not positive.
-    """
-    if isinstance(max_sigma, Tensor):
-        if max_sigma.numel() != 1:
-            raise ValueError(f"max_sigma must be a single number, got a tensor of shape {tuple(max_sigma.shape)}")
-        max_sigma = float(max_sigma.detach().reshape(()).item())
-    s = float(max_sigma)
-    if not math.isfinite(s) or s < 0:
-        raise ValueError(f"max_sigma must be a finite blur >= 0 pixels, got {max_sigma!r}")
-    t = float(truncate)
-    if not math.isfinite(t) or t <= 0:
-        raise ValueError(f"truncate must be a positive number of standard deviations, got {truncate!r}")
-    return max(1, math.ceil(t * math.sqrt(s * s + MIN_SIGMA_PX * MIN_SIGMA_PX)))
 
 
 def _check_radius(radius: Any) -> int:
@@ -413,6 +390,85 @@ def render_stack(aif: Tensor, sigma: Tensor, radius: Optional[int] = None) -> Te
     """
     r = _resolve_radius(_check_inputs(aif, sigma, stack=True), radius)
     return _GaussPSFFunction.apply(aif, sigma, r)
+
+
+def rerender_stack(
+    aif: Tensor,
+    depth_m: Tensor,
+    focus_m: Tensor,
+    lens: Any,
+    blur_scale: float = 1.0,
+    max_radius: Optional[int] = DEFAULT_MAX_RADIUS_PX,
+    *,
+    pixel_scale: float = 1.0,
+    per_frame_radius: bool = False,
+    radius: Optional[int] = None,
+    psf: Optional[Callable[[Tensor, Tensor, int], Tensor]] = None,
+) -> tuple[Tensor, Tensor]:
+    """Re-render a focal stack from a depth map and an all-in-focus image through the thin lens.
+
+    The one implementation of "blur from depth, then render" that the physics check
+    (:func:`model.confidence.physics_check`), training (:mod:`model.trainer`, :func:`model.data.render_batch`),
+    refinement (:mod:`model.refine`) and the exported graph (:mod:`export.physics_graph`) call:
+
+        sigma    = pixel_scale * model.optics.defocus_sigma_map(depth_m, focus_m, lens, blur_scale)
+        R        = capped_window_radius(max sigma, max_radius)        (or ``radius`` when given)
+        rendered = render_stack(aif, sigma, R)
+
+    Args:
+        aif: ``(B, C, H, W)`` all-in-focus image.
+        depth_m: ``(B, 1, H, W)`` depth, metres.
+        focus_m: ``(B, S)`` focus distances, metres.
+        lens: the thin lens (``model.optics.ThinLensLike``; its pixel pitch is that of the lens's pixels).
+        blur_scale: factor on the moment-matched blur ``c / (4 p)`` (``model.optics.coc_sigma_px``).
+        max_radius: cap on the window radius, pixels (``None``: only the renderer's :data:`MAX_RADIUS_PX`).
+        pixel_scale: size of these images relative to the lens's pixels (a stack resized by 0.5 has half the
+            blur in pixels).
+        per_frame_radius: size the window of every frame from its own largest blur instead of the whole
+            stack's (same result within the window; frames focused near most of the scene render faster).
+        radius: a fixed window radius (pixels), used instead of the rule (the exported graph fixes it at
+            export time).
+        psf: a renderer ``psf(image (N, C, H, W), sigma (N, 1, H, W), radius) -> (N, C, H, W)`` used on
+            the ``B * S`` frames instead of :func:`render_stack` (the exported graph's ``GaussPSF`` node).
+
+    Returns:
+        ``(rendered (B, S, C, H, W), sigma (B, S, H, W) pixels)``; differentiable as :func:`render_stack`.
+
+    Raises:
+        TypeError, ValueError: as :func:`render_stack` and ``model.optics.defocus_sigma_map``.
+    """
+    from model.optics import defocus_sigma_map
+
+    sigma = defocus_sigma_map(depth_m, focus_m, lens, blur_scale)
+    if pixel_scale != 1.0:
+        sigma = sigma * pixel_scale
+    if psf is not None:
+        if radius is None:
+            radius = capped_window_radius(float(sigma.detach().max()), max_radius)
+        b, s = sigma.shape[:2]
+        c, h, w = aif.shape[1:]
+        frames = aif.unsqueeze(1).expand(b, s, c, h, w).reshape(b * s, c, h, w)
+        rendered = psf(frames, sigma.reshape(b * s, 1, h, w), radius)
+        return rendered.reshape(b, s, c, h, w), sigma
+    if per_frame_radius and radius is None:
+        return _render_per_frame_radius(aif, sigma, max_radius), sigma
+    if radius is None:
+        radius = capped_window_radius(float(sigma.detach().max()), max_radius)
+    return render_stack(aif, sigma, radius=radius), sigma
+
+
+def _render_per_frame_radius(aif: Tensor, sigma: Tensor, max_radius: Optional[int]) -> Tensor:
+    """:func:`render_stack` with every frame's window sized from its own largest blur (frames grouped by radius)."""
+    b, c, h, w = aif.shape
+    s = sigma.shape[1]
+    sig = sigma.reshape(b * s, 1, h, w)
+    img = aif.repeat_interleave(s, dim=0)
+    radii = [capped_window_radius(float(m), max_radius) for m in sig.detach().amax(dim=(1, 2, 3))]
+    out = aif.new_empty(b * s, c, h, w)
+    for r in sorted(set(radii)):
+        idx = torch.tensor([i for i, x in enumerate(radii) if x == r], device=aif.device)
+        out[idx] = gauss_psf(img[idx], sig[idx], radius=r)
+    return out.reshape(b, s, c, h, w)
 
 
 class GaussPSF(nn.Module):

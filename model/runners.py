@@ -3,6 +3,13 @@
 A runner takes a focal stack as NumPy ``(S, H, W, 3)`` float32 in [0, 1] with its focus distances in
 metres and returns a :class:`Prediction` with metric depth, the AIF and a per-pixel confidence from the
 physics check (:mod:`model.confidence`).
+
+Runtimes are a registry: ``torch`` is built in; other packages add theirs with :func:`register_runtime`
+(and may rank ``auto``'s candidates with :func:`register_auto_ranker`). ``model`` never imports them:
+:func:`create_runner` loads the plugins declared under the entry-point group
+:data:`RUNTIME_ENTRY_POINT_GROUP` (``pyproject.toml``; the ``export`` package declares
+``export.runtime_plugin``, which registers ``onnxruntime`` and ``tensorrt``) the first time it needs a
+runtime that is not registered, so imports run one way (``model`` <- ``export``).
 """
 
 from __future__ import annotations
@@ -11,17 +18,36 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, Sequence, runtime_checkable
+from typing import Callable, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
 from model.lens import LensProfile
 from model.optics import check_focus_distances
 
-__all__ = ["Prediction", "Runner", "TorchRunner", "create_runner", "check_stack_input", "RUNTIMES"]
+__all__ = [
+    "Prediction",
+    "Runner",
+    "TorchRunner",
+    "create_runner",
+    "check_stack_input",
+    "RUNTIMES",
+    "RUNTIME_ENTRY_POINT_GROUP",
+    "RuntimeFactory",
+    "register_runtime",
+    "register_auto_ranker",
+    "registered_runtimes",
+    "auto_candidates",
+    "working_range_of",
+]
 
 log = logging.getLogger(__name__)
-RUNTIMES = ("auto", "torch", "onnxruntime", "tensorrt")
+RUNTIMES: tuple[str, ...] = ("auto", "torch", "onnxruntime", "tensorrt")
+"""The runtime names every command offers (``--runtime``): ``auto`` and the three runtimes of this project."""
+
+RUNTIME_ENTRY_POINT_GROUP = "daif_depth.runtimes"
+"""Entry-point group of runtime plugins: each entry names a module (or callable) that, when loaded,
+calls :func:`register_runtime` for its runtimes."""
 
 
 @dataclass
@@ -165,16 +191,81 @@ def auto_candidates(model: str | os.PathLike[str] | None) -> list[tuple[str, Pat
     return out
 
 
+RuntimeFactory = Callable[["Path | None", "str | None", bool], "Runner"]
+"""``factory(model_path | None, device | None, with_confidence) -> Runner`` (``None``: the default model)."""
+
+_FACTORIES: dict[str, RuntimeFactory] = {}
+_FALLBACK_ERRORS: list[type[BaseException]] = [ImportError, RuntimeError, OSError]
+_RANKERS: list[Callable[[list[tuple[str, Path]], "str | None"], dict[tuple[str, Path], str]]] = []
+_plugins_loaded = False
+
+
+def register_runtime(name: str, factory: RuntimeFactory,
+                     fallback_errors: Sequence[type[BaseException]] = ()) -> None:
+    """Make runtime ``name`` available to :func:`create_runner` (a plugin calls this when it is imported).
+
+    Args:
+        name: one of :data:`RUNTIMES` other than ``auto`` (the names the commands offer).
+        factory: builds the runner, see :data:`RuntimeFactory`.
+        fallback_errors: exception types after which ``auto`` tries the next candidate (e.g. an engine built
+            for another GPU), besides ``ImportError``, ``RuntimeError`` and ``OSError``.
+
+    Raises:
+        ValueError: an unknown name, or ``auto``.
+    """
+    if name == "auto" or name not in RUNTIMES:
+        raise ValueError(f"cannot register runtime {name!r}: the names are {', '.join(r for r in RUNTIMES if r != 'auto')}")
+    _FACTORIES[name] = factory
+    for e in fallback_errors:
+        if e not in _FALLBACK_ERRORS:
+            _FALLBACK_ERRORS.append(e)
+
+
+def register_auto_ranker(ranker: Callable[[list[tuple[str, Path]], "str | None"], dict[tuple[str, Path], str]]) -> None:
+    """Let a plugin reorder ``auto``'s candidates fastest first: ``ranker(candidates, torch_device)`` sorts the
+    list in place and returns a reason per candidate (logged). Rankers run in the order registered."""
+    if ranker not in _RANKERS:
+        _RANKERS.append(ranker)
+
+
+def _load_plugins() -> None:
+    """Import the runtime plugins declared under :data:`RUNTIME_ENTRY_POINT_GROUP` (once)."""
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    _plugins_loaded = True
+    from importlib.metadata import distributions
+
+    # every installed distribution's entries (``entry_points(group=...)`` keeps only the first metadata
+    # folder of a name, which a stale ``*.egg-info`` in the working directory can shadow)
+    seen: set[str] = set()
+    eps = []
+    for dist in distributions():
+        for ep in dist.entry_points:
+            if ep.group == RUNTIME_ENTRY_POINT_GROUP and ep.value not in seen:
+                seen.add(ep.value)
+                eps.append(ep)
+    for ep in eps:
+        try:
+            obj = ep.load()
+        except ImportError as e:  # the plugin's own dependencies are missing: its runtimes stay unregistered
+            log.debug("runtime plugin %s not loaded: %s", ep.value, e)
+            continue
+        if callable(obj):
+            obj()
+
+
+def registered_runtimes() -> tuple[str, ...]:
+    """The runtimes :func:`create_runner` can build here (after loading the plugins)."""
+    _load_plugins()
+    return tuple(r for r in RUNTIMES if r in _FACTORIES)
+
+
 def _fallback_errors() -> tuple[type[BaseException], ...]:
-    """Errors after which ``auto`` tries the next runtime: not installed, no GPU, an engine for another
-    GPU or without its metadata file."""
-    errs: tuple[type[BaseException], ...] = (ImportError, RuntimeError, OSError)
-    try:
-        from export.errors import ExportRuntimeError  # type: ignore[import-not-found]
-        from export.metadata import MetadataError  # type: ignore[import-not-found]
-    except ImportError:
-        return errs
-    return errs + (ExportRuntimeError, MetadataError)
+    """Errors after which ``auto`` tries the next runtime: not installed, no GPU, and what the plugins
+    registered (an engine for another GPU or without its metadata file)."""
+    _load_plugins()
+    return tuple(_FALLBACK_ERRORS)
 
 
 def create_runner(
@@ -188,9 +279,9 @@ def create_runner(
     Args:
         runtime: ``"torch"``, ``"onnxruntime"``, ``"tensorrt"`` or ``"auto"``. ``auto`` tries the named file
             and the ``X.engine`` / ``X.onnx`` / ``X.pt`` files beside it (:func:`auto_candidates`), fastest
-            first where the export package ranks them (``export.runtime.rank_auto_candidates``, logged with
-            the reason); a runtime that is not installed (or an engine this GPU cannot run) is skipped with a
-            warning.
+            first where a plugin ranks them (:func:`register_auto_ranker`; the export package's
+            ``export.runtime.rank_auto_candidates``, logged with the reason); a runtime that is not installed
+            (or an engine this GPU cannot run) is skipped with a warning.
         model: a checkpoint (``.pt``), ONNX file or TensorRT engine; ``None`` for the shipped default.
         device: for the torch runner (``cpu``/``cuda``).
         with_confidence: run the physics check.
@@ -221,25 +312,54 @@ def create_runner(
 
 
 def _rank_fastest(candidates: list[tuple[str, Path]], device: str | None) -> dict[tuple[str, Path], str]:
-    """Reorder ``auto``'s candidates fastest first (``export.runtime.rank_auto_candidates``, in place) and
-    return the reason for each; without the export package the order stays."""
-    try:
-        from export.runtime import rank_auto_candidates  # type: ignore[import-not-found]
-    except ImportError:
-        return {}
-    return rank_auto_candidates(candidates, torch_device=device)
+    """Reorder ``auto``'s candidates fastest first with the registered rankers (in place) and return the
+    reason for each; without a ranker the order stays."""
+    _load_plugins()
+    reasons: dict[tuple[str, Path], str] = {}
+    for ranker in _RANKERS:
+        try:
+            reasons.update(ranker(candidates, device))
+        except ImportError as e:  # the ranking plugin's dependencies are missing: keep the order
+            log.debug("runtime ranking skipped: %s", e)
+    return reasons
+
+
+def _torch_factory(model: Path | None, device: str | None, with_confidence: bool) -> Runner:
+    suffix = model.suffix.lower() if model is not None else ""
+    if suffix in (".onnx", ".engine", ".plan"):
+        raise ValueError(f"{model}: the torch runtime needs a checkpoint (.pt), not a {suffix} file")
+    return TorchRunner(model, device=device, with_confidence=with_confidence)
+
+
+_FACTORIES["torch"] = _torch_factory
 
 
 def _make_runner(runtime: str, model: Path | None, device: str | None, with_confidence: bool) -> Runner:
-    suffix = model.suffix.lower() if model is not None else ""
-    if runtime == "torch":
-        if suffix in (".onnx", ".engine", ".plan"):
-            raise ValueError(f"{model}: the torch runtime needs a checkpoint (.pt), not a {suffix} file")
-        return TorchRunner(model, device=device, with_confidence=with_confidence)
-    if runtime == "onnxruntime":
-        from export.runtime import OnnxRunner  # type: ignore[import-not-found]
+    factory = _FACTORIES.get(runtime)
+    if factory is None:
+        _load_plugins()
+        factory = _FACTORIES.get(runtime)
+    if factory is None:
+        raise ImportError(
+            f"runtime {runtime!r} is not installed: no plugin registered it (entry-point group "
+            f"{RUNTIME_ENTRY_POINT_GROUP}); install the export extras (pip install -e '.[export]') or use --runtime torch"
+        )
+    return factory(model, device, with_confidence)
 
-        return OnnxRunner(model, with_confidence=with_confidence)
-    from export.runtime import TensorRTRunner  # type: ignore[import-not-found]
 
-    return TensorRTRunner(model, with_confidence=with_confidence)
+def working_range_of(runner: object) -> tuple[float, float]:
+    """The depth range ``(near_m, far_m)`` a runner predicts in, metres.
+
+    The network's own range when the runner holds a PyTorch model (``runner.model.net``), else the runner's
+    ``working_range_m`` attribute (exported models record it in their metadata; ``model.refine`` copies its
+    inner runner's), else :func:`model.optics.working_range_m` of its focus distances and lens.
+    """
+    net = getattr(getattr(runner, "model", None), "net", None)
+    if net is not None:
+        return net.config.near_m, net.config.far_m
+    rng = getattr(runner, "working_range_m", None)
+    if rng:
+        return float(rng[0]), float(rng[1])
+    from model.optics import working_range_m
+
+    return working_range_m(runner.focus_m, runner.lens)  # type: ignore[attr-defined]

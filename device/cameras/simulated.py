@@ -2,8 +2,9 @@
 
 Each frame is the scene (an all-in-focus image and its metric depth) rendered at the lens's *actual*
 focus position with the layered uniform-disc defocus model (:func:`model.synth.layered.render_stack_layered`,
-thin-lens circle of confusion from :mod:`model.optics`), magnified for focus breathing
-(``s(d_f) / f`` about the image centre, ``s = f d_f / (d_f - f)``), with optional moving objects, and
+thin-lens circle of confusion from :mod:`model.optics`), with optional moving objects (blurred with the same
+uniform disc and composited over the scene as one more layer), magnified for focus breathing
+(:func:`model.optics.breathing_magnification`, ``s(d_f) / f`` about the image centre), and
 sensor noise (:class:`model.synth.noise.SensorNoise`). The lens moves like a voice-coil motor: slew-limited
 (``slew_dpt_per_s``), then ringing down over ``settle_time_s``; a frame exposed while it moves shows an
 intermediate focus, exactly the failure a real sweep must avoid by waiting.
@@ -26,7 +27,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import cv2
 import numpy as np
@@ -34,29 +35,23 @@ import numpy as np
 from device.cameras.base import Camera
 from device.errors import CameraError
 from model.lens import FocusControl, LensProfile
-from model.optics import coc_diameter_m
+from model.optics import breathing_magnification, coc_diameter_m
 from model.synth.noise import NO_NOISE, SensorNoise
 
 __all__ = ["SimConfig", "SimulatedCamera", "default_lens", "load_scene", "magnification"]
 
 log = logging.getLogger(__name__)
 
-_LENS_JSON = Path(__file__).resolve().parents[2] / "model" / "default" / "lens.json"
-
-
 def default_lens() -> LensProfile:
-    """The lens profile of the shipped default model (``model/default/lens.json``)."""
-    return LensProfile.load(_LENS_JSON)
+    """The lens profile of the shipped default model (:func:`model.checkpoint.default_lens_path`)."""
+    from model.checkpoint import default_lens_path
+
+    return LensProfile.load(default_lens_path())
 
 
-def magnification(focus_m: float, lens: LensProfile) -> float:
-    """Image scale at focus ``focus_m`` relative to focus at infinity: ``s(d_f) / f = d_f / (d_f - f)``."""
-    f = lens.focal_length_m
-    if math.isinf(focus_m):
-        return 1.0
-    if focus_m <= f:
-        raise ValueError(f"focus distance {focus_m} m is not beyond the focal length {f} m")
-    return focus_m / (focus_m - f)
+magnification: Callable[..., float] = breathing_magnification
+"""Image scale at focus ``focus_m`` relative to focus at infinity (``magnification(focus_m, lens)``):
+:func:`model.optics.breathing_magnification`, kept under this name for callers of this module."""
 
 
 @dataclass
@@ -173,12 +168,9 @@ def load_scene(spec: str, size: tuple[int, int], scene_range_m: tuple[float, flo
 
         return random_scene(rng, h, w, scene_range_m[0], scene_range_m[1])
     if spec == "motorcycle":
-        from skimage import data
+        from model.synth.rgbd import motorcycle_rgbd
 
-        left, _right, disp = data.stereo_motorcycle()
-        aif = left.astype(np.float32) / 255.0
-        depth = (994.978 * 0.193001 / (np.asarray(disp, np.float64) + 31.086)).astype(np.float32)
-        depth[~np.isfinite(disp)] = np.nan
+        aif, depth = motorcycle_rgbd()  # NaN where the disparity is unknown; filled below
     else:
         p = Path(spec)
         if p.is_dir():
@@ -210,24 +202,14 @@ def load_scene(spec: str, size: tuple[int, int], scene_range_m: tuple[float, flo
 
 
 def _resize_scene(aif: np.ndarray, depth: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Resize (centre-cropping to the aspect of ``size``) an RGB-D pair to ``size = (w, h)``."""
-    w, h = size
-    H, W = depth.shape
-    if (W, H) == (w, h):
+    """Resize (centre-cropping to the aspect of ``size``) an RGB-D pair to ``size = (w, h)``
+    (:func:`model.synth.rgbd.crop_resize`)."""
+    from model.synth.rgbd import crop_resize
+
+    if depth.shape == (size[1], size[0]):
         return aif.astype(np.float32), depth.astype(np.float32)
-    target = w / h
-    if W / H > target:  # too wide: crop width
-        cw = max(1, int(round(H * target)))
-        x0 = (W - cw) // 2
-        aif, depth = aif[:, x0 : x0 + cw], depth[:, x0 : x0 + cw]
-    else:
-        ch = max(1, int(round(W / target)))
-        y0 = (H - ch) // 2
-        aif, depth = aif[y0 : y0 + ch], depth[y0 : y0 + ch]
-    interp = cv2.INTER_AREA if aif.shape[1] > w else cv2.INTER_LINEAR
-    a = cv2.resize(np.ascontiguousarray(aif, np.float32), (w, h), interpolation=interp)
-    inv = cv2.resize(np.ascontiguousarray(1.0 / depth, np.float32), (w, h), interpolation=cv2.INTER_NEAREST)
-    return np.clip(a, 0, 1).astype(np.float32), (1.0 / inv).astype(np.float32)
+    a, d = crop_resize(np.asarray(aif, np.float32), np.asarray(depth, np.float32), size)
+    return a, np.asarray(d, np.float32)
 
 
 class SimulatedCamera(Camera):
@@ -469,19 +451,20 @@ class SimulatedCamera(Camera):
         return img
 
     def _composite_sprites(self, img: np.ndarray, true_dpt: float, t_ns: int) -> np.ndarray:
+        """The moving objects as one more layer over the rendered scene: premultiplied colour and alpha blurred
+        with the scene's uniform disc (:func:`model.synth.layered.disc_blur`), composited with *over*."""
         if not self._sprites:
             return img
+        from model.synth.layered import disc_blur, disc_kernel
+
         img = img.copy()
         focus_m = 1.0 / true_dpt if true_dpt > 1e-6 else 1e6
         for sp, (x0, y0) in zip(self._sprites, self._sprite_positions(t_ns)):
-            c = float(coc_diameter_m(sp.depth_m, focus_m, self._optics)) / self._optics.pixel_pitch_m
-            sigma = c / 4.0
-            pad = int(math.ceil(3 * sigma)) + 1
-            tex = np.pad(sp.texture * sp.mask[:, :, None], ((pad, pad), (pad, pad), (0, 0)))
-            m = np.pad(sp.mask, pad)
-            if sigma > 0.3:
-                tex = cv2.GaussianBlur(tex, (0, 0), sigma)
-                m = cv2.GaussianBlur(m, (0, 0), sigma)
+            diam = float(coc_diameter_m(sp.depth_m, focus_m, self._optics)) / self._optics.pixel_pitch_m
+            pad = disc_kernel(diam).shape[0] // 2 + 1
+            rgba = np.pad(np.dstack([sp.texture * sp.mask[:, :, None], sp.mask]), ((pad, pad), (pad, pad), (0, 0)))
+            rgba = disc_blur(rgba, diam)
+            tex, m = rgba[:, :, :3], rgba[:, :, 3]
             h, w = img.shape[:2]
             xs, ys = x0 - pad, y0 - pad
             xa, ya, xb, yb = max(0, xs), max(0, ys), min(w, xs + m.shape[1]), min(h, ys + m.shape[0])
@@ -496,7 +479,7 @@ class SimulatedCamera(Camera):
         if not self.config.breathing:
             return img
         focus_m = 1.0 / true_dpt if true_dpt > 1e-6 else math.inf
-        m = magnification(max(focus_m, 1.5 * self._optics.focal_length_m), self._optics)
+        m = breathing_magnification(max(focus_m, 1.5 * self._optics.focal_length_m), self._optics)
         if abs(m - 1.0) < 1e-6:
             return img
         h, w = img.shape[:2]

@@ -31,7 +31,7 @@ import cv2
 import numpy as np
 
 from model.lens import LensProfile
-from model.optics import check_focus_distances, coc_diameter_m
+from model.optics import check_focus_distances, coc_diameter_m, coc_px_per_dioptre
 from model.synth.noise import NO_NOISE, SensorNoise
 
 __all__ = ["disc_kernel", "disc_blur", "render_stack_layered", "fill_unknown_depth"]
@@ -160,9 +160,8 @@ def render_stack_layered(
     # --- depth layers, uniform in inverse depth
     inv = 1.0 / d
     u_lo, u_hi = float(inv.min()), float(inv.max())
-    f = lens.focal_length_m
-    # blur diameter (px) per dioptre of |1/d - 1/d_f|: A f d_f / ((d_f - f) p); largest at the nearest focus
-    px_per_dpt = max(lens.aperture_m * f * df / ((df - f) * lens.pixel_pitch_m) for df in fs)
+    # blur diameter (px) per dioptre of |1/d - 1/d_f|; largest at the nearest focus
+    px_per_dpt = max(coc_px_per_dioptre(df, lens) for df in fs)
     du = layer_step_px / px_per_dpt
     n_layers = int(min(max_layers, max(1, math.ceil((u_hi - u_lo) / du + 1e-9))))
     if u_hi > u_lo:

@@ -12,21 +12,29 @@ Layout (searched recursively; the pairing is by name)::
 ``NAME_rgb.<png|jpg|jpeg>`` pairs with ``NAME_depth.<npy|png>`` in the same folder (``.npy`` wins
 if both exist). The depth map must have the colour image's size. An 8-bit depth PNG is refused (its
 unit would be a guess). Colour images without a depth file are skipped with a warning.
+
+Also the one home of two things every RGB-D consumer needs: :func:`motorcycle_rgbd` (scikit-image's
+Middlebury 2014 Motorcycle with metric depth; the evaluation set, the export check and the simulated
+camera use it) and :func:`crop_resize` (an RGB-D pair cropped to an aspect and resized). Unknown depth is
+NaN everywhere, never a made-up distance.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
 from model.errors import FormatError
 from model.formats import read_image
 
-__all__ = ["RGBDPair", "find_rgbd_pairs", "read_depth", "read_rgbd", "RGB_SUFFIXES"]
+__all__ = ["RGBDPair", "find_rgbd_pairs", "read_depth", "read_rgbd", "RGB_SUFFIXES", "motorcycle_rgbd",
+           "disparity_to_depth_m", "crop_resize"]
 
 log = logging.getLogger(__name__)
 
@@ -127,3 +135,71 @@ def read_rgbd(pair: RGBDPair) -> tuple[np.ndarray, np.ndarray]:
         raise FormatError(pair.depth, "depth", f"size {depth.shape[1]}x{depth.shape[0]} differs from the colour image's "
                           f"{rgb.shape[1]}x{rgb.shape[0]}")
     return rgb, depth
+
+
+# Middlebury 2014 Motorcycle (calib.txt of the "perfect" left view): focal length in pixels, baseline in
+# metres and the disparity offset between the two cameras' principal points, pixels
+_MOTORCYCLE_FOCAL_PX = 994.978
+_MOTORCYCLE_BASELINE_M = 0.193001
+_MOTORCYCLE_DOFFS_PX = 31.086
+
+
+def disparity_to_depth_m(disparity_px: np.ndarray, focal_px: float, baseline_m: float, doffs_px: float = 0.0) -> np.ndarray:
+    """Metric depth of a disparity map: ``f B / (disparity + doffs)`` metres, float32 ``(H, W)``.
+
+    Unknown disparity (not finite, or 0: Middlebury's "no match") gives NaN, never a made-up distance.
+    """
+    disp = np.asarray(disparity_px, np.float64)
+    valid = np.isfinite(disp) & (disp != 0)
+    depth = np.full(disp.shape, np.nan, np.float32)
+    depth[valid] = (focal_px * baseline_m / (disp[valid] + doffs_px)).astype(np.float32)
+    return depth
+
+
+@functools.lru_cache(maxsize=1)
+def motorcycle_rgbd() -> tuple[np.ndarray, np.ndarray]:
+    """Middlebury 2014 Motorcycle (``skimage.data.stereo_motorcycle``): ``(rgb float32 (500, 741, 3) in
+    [0, 1], depth float32 (500, 741) metres, NaN unknown)`` (:func:`disparity_to_depth_m`).
+
+    Cached; treat the arrays as read-only.
+    """
+    import skimage.data
+
+    left, _right, disp = skimage.data.stereo_motorcycle()
+    depth = disparity_to_depth_m(disp, _MOTORCYCLE_FOCAL_PX, _MOTORCYCLE_BASELINE_M, _MOTORCYCLE_DOFFS_PX)
+    return np.asarray(left, np.float32) / 255.0, depth
+
+
+def crop_resize(rgb: np.ndarray, depth: Optional[np.ndarray], size: tuple[int, int], frac: float = 1.0,
+                centre: tuple[float, float] = (0.5, 0.5)) -> tuple[np.ndarray, Optional[np.ndarray]]:
+    """Crop the largest window of ``size``'s aspect, shrunk by ``frac`` and centred at ``centre`` (relative,
+    clamped to the image), and resize it to ``size = (w, h)`` pixels.
+
+    Colour by area (shrinking) or bilinear (enlarging), clipped to [0, 1]; depth by nearest neighbour, so
+    NaN (unknown) stays NaN and no depth is averaged across an edge.
+
+    Args:
+        rgb: ``(H, W, 3)`` (or ``(H, W)``) float image.
+        depth: ``(H, W)`` metres, or ``None``.
+        size: ``(width, height)`` of the result, pixels.
+        frac: the crop's size relative to the largest window of that aspect, in (0, 1].
+        centre: the crop's centre, relative ``(x, y)``.
+
+    Returns:
+        ``(rgb float32 (h, w, ...), depth (h, w) or None)``.
+    """
+    import cv2
+
+    tw, th = size
+    ih, iw = rgb.shape[:2]
+    cw = min(iw, ih * tw / th) * frac
+    ch = cw * th / tw
+    x0 = int(round(min(max(centre[0] * iw - cw / 2, 0), iw - cw)))
+    y0 = int(round(min(max(centre[1] * ih - ch / 2, 0), ih - ch)))
+    cw, ch = int(round(cw)), int(round(ch))
+    r = np.ascontiguousarray(rgb[y0 : y0 + ch, x0 : x0 + cw])
+    r = cv2.resize(r, (tw, th), interpolation=cv2.INTER_AREA if cw > tw else cv2.INTER_LINEAR)
+    d = None
+    if depth is not None:
+        d = cv2.resize(np.ascontiguousarray(depth[y0 : y0 + ch, x0 : x0 + cw]), (tw, th), interpolation=cv2.INTER_NEAREST)
+    return np.clip(r, 0, 1).astype(np.float32), d

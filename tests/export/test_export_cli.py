@@ -18,9 +18,18 @@ from fakes import FakeCudaDriver, make_fake_tensorrt, write_plugin_standin
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _run(*args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+def _run(*args: str, pythonpath: tuple[Path, ...] = ()) -> subprocess.CompletedProcess:
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join(map(str, (*pythonpath, REPO))))
     return subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+
+
+def _without_tensorrt(folder: Path) -> Path:
+    """A folder that, first on ``PYTHONPATH``, makes ``import tensorrt`` (and the lean runtime) fail as where
+    TensorRT is not installed, whether or not this machine has it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("tensorrt", "tensorrt_lean"):
+        (folder / f"{name}.py").write_text(f"raise ImportError('{name} hidden by the test')\n")
+    return folder
 
 
 def test_help_parses_without_heavy_imports() -> None:
@@ -42,13 +51,29 @@ def test_bad_input_is_one_line_on_stderr_with_exit_2(tmp_path) -> None:
 
 def test_engine_without_builder_prints_trtexec_then_explains(physics_export, tmp_path) -> None:
     out = _run("-m", "export", "engine", "--onnx", str(physics_export.files["tensorrt"]), "--out",
-               str(tmp_path / "m.engine"), "--plugin", str(write_plugin_standin(tmp_path / "p.so")))
+               str(tmp_path / "m.engine"), "--plugin", str(write_plugin_standin(tmp_path / "p.so")),
+               pythonpath=(_without_tensorrt(tmp_path / "no_trt"),))
     assert "trtexec --onnx=" in out.stdout and "--fp16" in out.stdout
-    try:
-        import tensorrt  # type: ignore[import-not-found]  # noqa: F401
-    except ImportError:
-        assert out.returncode == 2 and "no TensorRT builder here" in out.stderr and "Traceback" not in out.stderr
-        assert not (tmp_path / "m.engine").exists()
+    assert out.returncode == 2 and "no TensorRT builder here" in out.stderr and "Traceback" not in out.stderr
+    assert not (tmp_path / "m.engine").exists()
+
+
+def test_engine_with_builder_prints_trtexec_then_builds(physics_export, tmp_path, monkeypatch, capsys) -> None:
+    """The same command where TensorRT can build (a faithful fake of TensorRT and the CUDA driver)."""
+    import export.cuda_backend
+    import export.engine
+    from export.cuda_backend import CudaPythonBackend
+
+    driver = FakeCudaDriver()
+    monkeypatch.setattr(export.engine, "import_tensorrt_builder", lambda: make_fake_tensorrt("10.3.0", driver))
+    monkeypatch.setattr(export.cuda_backend, "open_cuda", lambda *a, **k: CudaPythonBackend(driver=driver))
+    engine = tmp_path / "m.engine"
+    code = main(["engine", "--onnx", str(physics_export.files["tensorrt"]), "--out", str(engine),
+                 "--plugin", str(write_plugin_standin(tmp_path / "p.so"))])
+    text = capsys.readouterr().out
+    assert code == 0, text
+    assert "trtexec --onnx=" in text and "--fp16" in text and f"wrote {engine} (fp16" in text
+    assert engine.is_file() and (tmp_path / "m.engine.json").is_file()
 
 
 def test_onnx_command_and_info(tiny_ckpt, tmp_path, capsys) -> None:
@@ -122,7 +147,11 @@ def test_selftest_with_fakes_runs_every_step(tiny_ckpt, tmp_path) -> None:
     assert "ms median" in steps[-1].detail and (tmp_path / "daifnet.engine").is_file()
 
 
-def test_selftest_here_reports_what_it_skipped(tiny_ckpt, tmp_path, capsys) -> None:
+def test_selftest_here_reports_what_it_skipped(tiny_ckpt, tmp_path, capsys, monkeypatch) -> None:
+    """Where TensorRT is not installed (hidden here, whether or not this machine has it); where it is, every
+    step runs: ``test_selftest_with_fakes_runs_every_step``."""
+    monkeypatch.setitem(sys.modules, "tensorrt", None)  # ``import tensorrt`` raises ImportError
+    monkeypatch.setitem(sys.modules, "tensorrt_lean", None)
     code = main(["selftest", "--checkpoint", str(tiny_ckpt), "--workdir", str(tmp_path), "--size", "48x40",
                  "--no-plugin", "--repeats", "1", "--max-psf-radius", "6", "--threads", "1",
                  "--json", str(tmp_path / "report.json")])
@@ -131,9 +160,6 @@ def test_selftest_here_reports_what_it_skipped(tiny_ckpt, tmp_path, capsys) -> N
     assert code == 0, text
     assert report["onnx export"]["status"] == "ok" and report["onnxruntime latency"]["status"] == "ok"
     assert report["plugin build"]["status"] == "skipped"
-    try:
-        import tensorrt  # type: ignore[import-not-found]  # noqa: F401
-    except ImportError:
-        assert report["engine build"]["status"] == "skipped" and "TensorRT" in report["engine build"]["detail"]
-        assert report["tensorrt check"]["status"] == "skipped"
+    assert report["engine build"]["status"] == "skipped" and "TensorRT" in report["engine build"]["detail"]
+    assert report["tensorrt check"]["status"] == "skipped"
     assert "skipped" in text.splitlines()[-2]

@@ -211,14 +211,17 @@ def test_fake_runtime_api_names_exist_in_the_real_tensorrt() -> None:
 
 
 def test_real_lean_runtime_loads_the_real_plugin() -> None:
-    """tensorrt_lean + a GaussPSF library from the build cache (built by test_plugins or the selftest)."""
+    """tensorrt_lean + the GaussPSF library, built here (or reused from the build cache when its sources and
+    options are unchanged: the same configuration as tests/export/test_plugins.py)."""
     real = pytest.importorskip("tensorrt_lean", reason="tensorrt-lean is not installed")
-    from export.runtime import find_plugin_library, load_plugin_library
+    from export import psf_ext
+    from export.runtime import load_plugin_library
 
-    path = find_plugin_library()
-    if path is None:
-        pytest.skip("no GaussPSF plugin in the build cache (run tests/export/test_plugins.py or the selftest)")
-    creator = load_plugin_library(real, path)
+    missing = psf_ext.missing_build_tools(plugin=True)
+    if missing:
+        pytest.skip("cannot build the GaussPSF plugin here, missing: " + "; ".join(missing))
+    build = psf_ext.build(psf_ext.BuildConfig(plugin=True, host=True, checks=True, cuda_archs="75"))
+    creator = load_plugin_library(real, build / psf_ext.PLUGIN_LIBRARY)
     assert creator.name == "GaussPSF" and creator.plugin_version == "1"
 
 
