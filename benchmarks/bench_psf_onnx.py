@@ -95,14 +95,18 @@ def main(argv: list[str] | None = None) -> int:
         sigma = (rng.random((s, 1, h, w)) * args.radius / 3).astype(np.float32)
         what = f"random blur in [0, {args.radius / 3:.1f}] px"
     else:
-        from export.onnx_export import _focus_for, reference_stack
-        from export.selftest import _load_or_untrained
+        import export.onnx_export as onnx_export
+        import export.selftest as selftest
         from model.optics import defocus_sigma_map
 
-        loaded, _ = _load_or_untrained(None)
+        # public names (being renamed from the private ones at the time of writing): either works
+        focus_for = getattr(onnx_export, "focus_for_stack", None) or getattr(onnx_export, "_focus_for")
+        load_model = getattr(selftest, "load_or_untrained", None) or getattr(selftest, "_load_or_untrained")
+        loaded, _ = load_model(None)
         net = loaded.net.eval()
-        focus = _focus_for(loaded.focus_m, s)
-        images, focus_arr, _ = reference_stack(loaded.lens, focus, (w, h), (net.config.near_m, net.config.far_m))
+        focus = focus_for(loaded.focus_m, s)
+        images, focus_arr, _ = onnx_export.reference_stack(loaded.lens, focus, (w, h),
+                                                           (net.config.near_m, net.config.far_m))
         x = torch.from_numpy(images).permute(0, 3, 1, 2).unsqueeze(0)
         f = torch.from_numpy(focus_arr).unsqueeze(0)
         with torch.inference_mode():
