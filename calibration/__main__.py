@@ -1,4 +1,4 @@
-"""Lens calibration tools: python -m calibration {target,fit,simulate,measure} ...
+"""Lens calibration tools: python -m calibration {target,fit,simulate,measure,plan} ...
 
   target    write the printable chart: chart.png (the page at 300 dpi), chart.pdf (vector, at its
             physical size) and chart.json (its description); print at 100 % and check the bar length
@@ -6,6 +6,8 @@
             the lens/1 profile and a picture of the fit
   simulate  render a synthetic session through a known lens (to try the fit, or test it)
   measure   print what the chart measurement sees in every frame of a session (scale, blur)
+  plan      propose the focus distances of a sweep for a lens and a working range, and show the
+            expected depth uncertainty against distance (and where the lens cannot tell depth apart)
 
 The step-by-step capture with a camera is `python -m calibration.wizard`.
 
@@ -13,6 +15,7 @@ Examples:
   python -m calibration target --out chart/
   python -m calibration fit my-session --out lens.json
   python -m calibration simulate /tmp/s --distances 0.3 0.5 0.9 && python -m calibration fit /tmp/s --out /tmp/lens.json
+  python -m calibration plan --lens lens.json --range 0.3 2 --frames 5 --plot plan.png
 
 Exit codes: 0 success, 1 failure, 2 bad input or a session that cannot give a fit (the message says
 what to capture next).
@@ -34,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m calibration", description=doc.split("\n\n")[0],
                                  epilog="\n\n".join(doc.split("\n\n")[1:]), formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--verbose", action="store_true", help="debug logging")
-    sub = ap.add_subparsers(dest="command", metavar="{target,fit,simulate,measure}")
+    sub = ap.add_subparsers(dest="command", metavar="{target,fit,simulate,measure,plan}")
     sub.required = True
 
     t = sub.add_parser("target", help="write the printable chart (PNG, PDF, chart.json)")
@@ -70,6 +73,17 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("session", help="session folder")
     m.add_argument("--gamma", choices=("auto", "srgb", "linear"), default="auto")
     m.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    pl = sub.add_parser("plan", help="propose focus distances for a working range from a lens profile")
+    pl.add_argument("--lens", required=True, help="lens/1 profile (its focus_control gives the raw control values)")
+    pl.add_argument("--range", type=float, nargs=2, required=True, metavar=("NEAR", "FAR"), help="working range, metres")
+    pl.add_argument("--frames", type=int, default=5, help="frames per stack (default 5)")
+    pl.add_argument("--noise-px", type=float, default=None,
+                    help="blur measurement noise per frame, pixels (default 0.1; see model/sweep_plan.py)")
+    pl.add_argument("--size", type=image_size_arg, default=None,
+                    help="plan for images of this size WxH (rescales the profile's pixel pitch)")
+    pl.add_argument("--plot", default=None, help="save a PNG of the depth uncertainty against distance")
+    pl.add_argument("--json", action="store_true", help="print the plan as JSON")
     return ap
 
 
@@ -85,7 +99,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     from model.cli import setup_logging
 
     setup_logging(args.verbose)
-    return {"target": _target, "fit": _fit, "simulate": _simulate, "measure": _measure}[args.command](args)
+    return {"target": _target, "fit": _fit, "simulate": _simulate, "measure": _measure, "plan": _plan}[args.command](args)
 
 
 def _target(args: argparse.Namespace) -> int:
@@ -230,6 +244,34 @@ def _measure(args: argparse.Namespace) -> int:
                 print(f"  {v:9.4g} {m.scale_px_per_m:11.2f} {m.sigma_px:8.3f} {m.sigma_err_px:6.3f}  {m.problem}")
             else:
                 print(f"  {v:9.4g} {'-':>11} {'-':>8} {'':>6}  {m.problem}")
+    return 0
+
+
+def _plan(args: argparse.Namespace) -> int:
+    import json
+
+    from calibration.plan import format_plan, plot_plan
+    from model.cli import UsageError
+    from model.lens import LensProfile
+    from model.sweep_plan import plan_focus_distances
+
+    lens = LensProfile.load(args.lens)
+    if args.size is not None:
+        try:
+            lens = lens.scaled_to(args.size)
+        except ValueError as e:
+            raise UsageError(f"--size: {e}") from None
+    near, far = args.range
+    try:
+        plan = plan_focus_distances(lens, near, far, args.frames, noise_px=args.noise_px)
+    except ValueError as e:
+        raise UsageError(f"{args.lens}: {e}") from None
+    if args.json:
+        print(json.dumps(plan.to_dict(), indent=2))
+    else:
+        print(format_plan(plan))
+    if args.plot:
+        print(f"plot: {plot_plan(plan, args.plot)}")
     return 0
 
 

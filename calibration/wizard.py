@@ -75,6 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--sim-motion-px", type=float, default=0.0, help="chart-sim: the chart drifts this many px per frame")
     ap.add_argument("--sim-white", type=float, default=0.75, help="chart-sim: paper brightness (above 1 over-exposes)")
     ap.add_argument("--sim-distance-error-mm", type=float, default=0.0, help="simulators: the chart stands this much farther than typed")
+    ap.add_argument("--range", type=float, nargs=2, default=None, metavar=("NEAR", "FAR"),
+                    help="after fitting, plan the focus distances of a depth sweep for this working range, metres "
+                         "(as `python -m calibration plan`; plot: SESSION/plan.png)")
+    ap.add_argument("--plan-frames", type=int, default=5, help="frames per depth stack for --range (default 5)")
     ap.add_argument("--show", action="store_true", help="open the picture of the fit in the system's image viewer")
     ap.add_argument("--verbose", action="store_true", help="debug logging")
     return ap
@@ -217,6 +221,10 @@ def _run(args: argparse.Namespace) -> int:
         raise UsageError(f"--distances must be metres between 0.05 and 20, got {args.distances}")
     if args.frames < 6:
         raise UsageError("--frames must be at least 6")
+    if args.range is not None and not (all(math.isfinite(x) and x > 0 for x in args.range) and args.range[1] > args.range[0]):
+        raise UsageError(f"--range NEAR FAR must be metres with 0 < NEAR < FAR, got {args.range}")
+    if args.range is not None and not 2 <= args.plan_frames <= 64:
+        raise UsageError(f"--plan-frames must be between 2 and 64, got {args.plan_frames}")
     answers = None
     if args.answers:
         from pathlib import Path
@@ -541,6 +549,14 @@ class _Wizard:
 
             if not webbrowser.open(picture.resolve().as_uri()):
                 ui.say("  (no image viewer found: open the file yourself)")
+        if args.range is not None:
+            from calibration.plan import format_plan, plot_plan
+            from model.sweep_plan import plan_focus_distances
+
+            plan = plan_focus_distances(lens, args.range[0], args.range[1], args.plan_frames)
+            ui.say("")
+            ui.say(format_plan(plan))
+            ui.say(f"plot of the plan: {plot_plan(plan, self.session / 'plan.png')}")
         ui.say(f"session (refit with `python -m calibration fit {self.session}`): {self.session}")
         return 0
 
