@@ -106,7 +106,7 @@ def main() -> int:
             if check is None:
                 return
             sigma = defocus_sigma_map(out.depth_m, focus, lens)
-            radius = min(render.psf_window_radius(float(sigma.max())), 32)
+            radius = render.capped_window_radius(float(sigma.max()))
             if check == "ours":
                 rendered = render.render_stack(out.aif, sigma, radius=radius)
             else:
@@ -120,7 +120,7 @@ def main() -> int:
     print(f"  {'network + physics check (ours)':<36}{t_chk * 1e3:>10.1f} ms")
     with torch.inference_mode():
         out = net(xs, focus)
-        radius = min(render.psf_window_radius(float(defocus_sigma_map(out.depth_m, focus, lens).max())), 32)
+        radius = render.capped_window_radius(float(defocus_sigma_map(out.depth_m, focus, lens).max()))
     need_gib = _unfold_bytes(s, 3, h, w, radius) / 2**30
     if need_gib > args.max_baseline_gib:
         print(f"  network + physics check (unfold): skipped, radius {radius} needs about {need_gib:.0f} GiB")

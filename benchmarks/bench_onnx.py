@@ -105,12 +105,12 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from export import ort_ops
-    from export.onnx_export import OnnxExportConfig, _focus_for, export_onnx, reference_stack
-    from export.selftest import _load_or_untrained
+    from export.onnx_export import OnnxExportConfig, export_onnx, focus_for_stack, reference_stack
+    from export.selftest import load_or_untrained
     from model.confidence import physics_check
 
     print(_load(), "(before)", flush=True)
-    loaded, note = _load_or_untrained(args.checkpoint)
+    loaded, note = load_or_untrained(args.checkpoint)
     net = loaded.net.eval()
     params = sum(q.numel() for q in net.parameters())
     print(f"model: {loaded.path or 'untrained default architecture'} ({params / 1e6:.2f} M parameters); "
@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="bench-onnx-") as tmp:
         for ci, (s, h, w) in enumerate(args.cases):
-            focus = _focus_for(loaded.focus_m, s)
+            focus = focus_for_stack(loaded.focus_m, s)
             images, focus_arr, _ = reference_stack(loaded.lens, focus, (w, h), (net.config.near_m, net.config.far_m))
             x = torch.from_numpy(images).permute(0, 3, 1, 2).unsqueeze(0).contiguous()
             f = torch.from_numpy(focus_arr).unsqueeze(0)

@@ -29,6 +29,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from model.psf_window import DEFAULT_MAX_RADIUS_PX  # light: no torch before the arguments are parsed
+
 
 def _size(text: str) -> tuple[int, int]:
     try:
@@ -61,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--opset", type=int, default=17, help="ONNX opset, 17..21 (default 17: TensorRT 8.5 and 10)")
     o.add_argument("--psf-radius", type=int, default=None,
                    help="GaussPSF window radius, px (default: 3 sigma of the largest blur, at most --max-psf-radius)")
-    o.add_argument("--max-psf-radius", type=int, default=32, help="cap on the default radius (default 32)")
+    o.add_argument("--max-psf-radius", type=int, default=DEFAULT_MAX_RADIUS_PX,
+                   help=f"cap on the default radius (default {DEFAULT_MAX_RADIUS_PX})")
     o.add_argument("--check-stack", type=Path, default=None,
                    help="focal-stack/1 folder to check on (default: the Motorcycle scene rendered through the lens)")
     o.add_argument("--no-check", dest="check", action="store_false", help="skip the onnxruntime/PyTorch check")
@@ -99,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-plugin", dest="build_plugin", action="store_false", help="do not build the plugin")
     s.add_argument("--plugin", type=Path, default=None, help="use this libgausspsf_trt.so instead of building one")
     s.add_argument("--repeats", type=int, default=5, help="timed runs per latency (default 5)")
-    s.add_argument("--max-psf-radius", type=int, default=32, help="cap on the physics graph's PSF radius")
+    s.add_argument("--max-psf-radius", type=int, default=DEFAULT_MAX_RADIUS_PX, help="cap on the physics graph's PSF radius")
     s.add_argument("--threads", type=int, default=None, help="onnxruntime threads")
     s.add_argument("--json", type=Path, default=None, help="also write the report as JSON here")
 

@@ -34,6 +34,7 @@ __all__ = [
     "ExportResult",
     "torch_to_onnx",
     "reference_stack",
+    "focus_for_stack",
     "check_onnx",
     "export_onnx",
     "format_check",
@@ -211,7 +212,7 @@ def torch_to_onnx(
     confidence = ConfidenceConfig()
     module = ExportModule(loaded.net.eval(), loaded.lens, psf_radius if graph == "physics" else None, confidence).eval()
     images = torch.rand(1, s, 3, h, w, generator=torch.Generator().manual_seed(0))
-    focus = torch.tensor([_focus_for(loaded.focus_m, s)], dtype=torch.float32)
+    focus = torch.tensor([focus_for_stack(loaded.focus_m, s)], dtype=torch.float32)
     outputs = list(PHYSICS_OUTPUTS if graph == "physics" else NET_OUTPUTS)
     dyn: dict[str, dict[int, str]] = {}
     if dynamic_stack or dynamic_size:
@@ -268,13 +269,16 @@ def torch_to_onnx(
     return written
 
 
-def _focus_for(focus_m: list[float] | tuple[float, ...], s: int) -> list[float]:
+def focus_for_stack(focus_m: list[float] | tuple[float, ...], s: int) -> list[float]:
     """``s`` focus distances: the model's own when ``s`` matches, else spread evenly in dioptres over its span."""
     fm = sorted(float(f) for f in focus_m)
     if s == len(fm):
         return fm
     inv = np.linspace(1.0 / fm[0], 1.0 / fm[-1], s)
     return [float(1.0 / v) for v in inv]
+
+
+_focus_for = focus_for_stack  # the former private name, for callers not moved yet
 
 
 # --------------------------------------------------------------------------------------------------
@@ -448,7 +452,7 @@ def export_onnx(config: OnnxExportConfig, loaded: Any = None) -> ExportResult:
             check = {"passed": None, "skipped": "only the TensorRT flavour was written; onnxruntime cannot run it "
                      "(export with --target both to check)"}
         else:
-            images, focus, desc = reference_stack(loaded.lens, _focus_for(loaded.focus_m, s), tuple(size), (near, far),
+            images, focus, desc = reference_stack(loaded.lens, focus_for_stack(loaded.focus_m, s), tuple(size), (near, far),
                                                   config.check_stack)
             check = check_onnx(runnable, loaded, images, focus, description=desc, threads=config.threads,
                                psf_backend=config.psf_backend)

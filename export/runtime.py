@@ -34,6 +34,7 @@ from export.errors import (
     RuntimeUnavailableError,
 )
 from export.metadata import EngineInfo, OnnxModelInfo, read_engine_info, read_onnx_info
+from model.psf_window import DEFAULT_MAX_RADIUS_PX
 from model.runners import Prediction, check_stack_input
 
 __all__ = [
@@ -58,7 +59,7 @@ PLUGIN_ENV = "DAIF_GAUSSPSF_PLUGIN"
 
 
 def prediction_from_outputs(outputs: Mapping[str, np.ndarray], images: np.ndarray, focus_m: np.ndarray,
-                            lens: Any, with_confidence: bool, max_psf_radius: int | None = 32) -> Prediction:
+                            lens: Any, with_confidence: bool, max_psf_radius: int | None = DEFAULT_MAX_RADIUS_PX) -> Prediction:
     """Turn graph outputs (``aif (1,3,H,W)``, ``depth_m (1,1,H,W)`` and, for the physics graph,
     ``confidence``, ``residual``, ``rendered (1,S,3,H,W)``) into a :class:`Prediction`.
 
@@ -219,7 +220,7 @@ class OnnxRunner:
 
     def __init__(self, model: str | os.PathLike[str] | None, with_confidence: bool = True, *,
                  threads: int | None = None, providers: Sequence[str] | None = None, psf_backend: str = "auto",
-                 max_psf_radius: int | None = 32, optimization: str = "all") -> None:
+                 max_psf_radius: int | None = DEFAULT_MAX_RADIUS_PX, optimization: str = "all") -> None:
         if model is None:
             raise ExportRuntimeError("the onnxruntime runtime needs an ONNX file: --model daifnet.onnx",
                                      "make one with `python -m export onnx --out daifnet.onnx`, or use --runtime torch")
@@ -556,7 +557,7 @@ class TensorRTRunner:
 
     def __init__(self, model: str | os.PathLike[str] | None, with_confidence: bool = True, *,
                  plugin: str | os.PathLike[str] | None = None, trt: Any = None, cuda: Any = None,
-                 cuda_backend: str = "auto", max_psf_radius: int | None = 32) -> None:
+                 cuda_backend: str = "auto", max_psf_radius: int | None = DEFAULT_MAX_RADIUS_PX) -> None:
         if model is None:
             raise ExportRuntimeError("the tensorrt runtime needs an engine file: --model daifnet.engine",
                                      "build one on the Jetson with `python -m export engine --onnx daifnet.trt.onnx`")

@@ -32,7 +32,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-__all__ = ["SelftestConfig", "Step", "run_selftest", "format_steps"]
+__all__ = ["SelftestConfig", "Step", "run_selftest", "format_steps", "load_or_untrained"]
 
 log = logging.getLogger(__name__)
 
@@ -99,20 +99,25 @@ def median_ms(fn: Callable[[], Any], repeats: int) -> float:
     return 1e3 * statistics.median(times)
 
 
-def _load_or_untrained(checkpoint: Path | None) -> tuple[Any, str | None]:
+def load_or_untrained(checkpoint: Path | None) -> tuple[Any, str | None]:
+    """The checkpoint (``None``: the shipped one), or an untrained DAIF-Net of the default architecture with the
+    shipped lens when the shipped checkpoint is missing. Returns ``(LoadedModel, note or None)``."""
     from model.checkpoint import LoadedModel, default_checkpoint_path, load_checkpoint
 
     if checkpoint is not None or default_checkpoint_path().is_file():
         return load_checkpoint(checkpoint), None
-    from model.checkpoint import DEFAULT_DIR
+    from model.checkpoint import default_lens_path
     from model.lens import LensProfile
     from model.network import DAIFNet, NetConfig
 
-    lens = LensProfile.load(DEFAULT_DIR / "lens.json")
+    lens = LensProfile.load(default_lens_path())
     net = DAIFNet(NetConfig()).eval()
     note = (f"the shipped checkpoint {default_checkpoint_path()} is missing: using an untrained DAIF-Net of the "
             "default architecture (checks the toolchain, not the weights)")
     return LoadedModel(net=net, lens=lens, focus_m=[1.0, 1.5, 2.5, 4.0, 6.0], path=None), note
+
+
+_load_or_untrained = load_or_untrained  # the former private name, for callers not moved yet
 
 
 def _installed_trt_major(trt: Any) -> int:
@@ -242,7 +247,7 @@ def run_selftest(config: SelftestConfig, *, trt: Any = None, cuda: Any = None,
     def onnx_step() -> tuple[str, str, dict[str, Any]]:
         from export.onnx_export import OnnxExportConfig, export_onnx, format_check
 
-        loaded, note = _load_or_untrained(config.checkpoint)
+        loaded, note = load_or_untrained(config.checkpoint)
         state["loaded"] = loaded
         cfg = OnnxExportConfig(out=workdir / "daifnet.onnx", checkpoint=config.checkpoint, image_size=config.image_size,
                                max_psf_radius=config.max_psf_radius, threads=config.threads)

@@ -32,7 +32,7 @@ def holdout_scores(runner, stack) -> dict[str, float]:
 
     from model.metrics import psnr, ssim
     from model.optics import coc_sigma_px
-    from model.render import psf_window_radius, gauss_psf
+    from model.render import capped_window_radius, gauss_psf
 
     s = len(stack)
     if s < 3:
@@ -45,7 +45,7 @@ def holdout_scores(runner, stack) -> dict[str, float]:
         sig_t = torch.from_numpy(sigma.astype(np.float32))[None, None]
         img_t = torch.from_numpy(pred.aif).permute(2, 0, 1)[None]
         with torch.no_grad():
-            out = gauss_psf(img_t, sig_t, radius=min(psf_window_radius(float(sig_t.max())), 32))
+            out = gauss_psf(img_t, sig_t, radius=capped_window_radius(float(sig_t.max())))
         rendered = out[0].permute(1, 2, 0).numpy()
         ref = stack.images[k]
         rows.append({"psnr": psnr(rendered, ref), "ssim": ssim(rendered, ref), "l1": float(np.abs(rendered - ref).mean())})
@@ -140,7 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m model.evaluate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, required=True, help="folder holding focal-stack/1 folders")
     p.add_argument("--checkpoint", "--model", dest="model", type=Path, default=None, help="model (default: the shipped one)")
-    p.add_argument("--runtime", choices=["auto", "torch", "onnxruntime", "tensorrt"], default="auto")
+    from model.runners import RUNTIMES
+
+    p.add_argument("--runtime", choices=RUNTIMES, default="auto")
     p.add_argument("--baseline", action="store_true", help="also score the classical depth-from-focus baseline")
     p.add_argument("--ignore-lens", action="store_true", help="evaluate even if a stack's lens differs from the model's")
     p.add_argument("--refine", action="store_true",
