@@ -1,4 +1,4 @@
-"""Calibration sessions on disk: one ``focal-stack/1`` folder per chart distance (``shared/FORMATS.md``,
+"""Calibration sessions on disk: one ``focal-stack/1`` folder per chart distance (``docs/FORMATS.md``,
 "Calibration captures"), the chart description, and ``session.json``.
 
 ::

@@ -12,7 +12,7 @@ and put the camera on a stand facing it. The wizard then, for each chart distanc
 
 Then it fits the lens (focal length, f-number, pixel pitch, focus mapping), shows the picture of the
 fit, and writes the lens/1 profile (with the measured focus settle time) and the raw session (which
-`python -m calibration fit SESSION` can fit again offline). It also measures how many frames the
+`python -m calibration fit SESSION --out lens.json` can fit again offline). It also measures how many frames the
 focus actuator needs to settle after a move.
 
 Cameras: --camera chart-sim (a simulated camera looking at the chart; always available), or any
@@ -50,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ap.add_argument("--camera", default="chart-sim", help="camera kind: chart-sim, or a device kind (sim, picamera2, jetson, v4l2, auto)")
     ap.add_argument("--camera-opt", action="append", default=[], metavar="KEY=VALUE",
-                    help="option for the device camera (repeatable; numbers and true/false are converted)")
+                    help="option for the device camera (repeatable; as device.capture reads them: numbers, true/false, "
+                         "WIDTHxHEIGHT, JSON lists, else text)")
     ap.add_argument("--out", default=None, help="session folder to create (default: calibration-session-<time>)")
     ap.add_argument("--resume", action="store_true", help="add distances to an existing session folder")
     ap.add_argument("--profile", default=None, help="where to write the lens profile (default: SESSION/lens.json)")
@@ -126,26 +127,10 @@ class Prompter:
 
 
 def _parse_opts(items: Sequence[str]) -> dict[str, Any]:
-    from model.cli import UsageError
+    """``--camera-opt KEY=VALUE`` items, read as ``device.capture`` reads them (:func:`model.cli.parse_options`)."""
+    from model.cli import parse_options
 
-    out: dict[str, Any] = {}
-    for it in items:
-        if "=" not in it:
-            raise UsageError(f"--camera-opt expects KEY=VALUE, got {it!r}")
-        k, v = it.split("=", 1)
-        val: Any = v
-        if v.lower() in ("true", "false"):
-            val = v.lower() == "true"
-        else:
-            try:
-                val = int(v)
-            except ValueError:
-                try:
-                    val = float(v)
-                except ValueError:
-                    pass
-        out[k.strip()] = val
-    return out
+    return parse_options(items, "--camera-opt")
 
 
 class _Placer:
@@ -557,7 +542,8 @@ class _Wizard:
             ui.say("")
             ui.say(format_plan(plan))
             ui.say(f"plot of the plan: {plot_plan(plan, self.session / 'plan.png')}")
-        ui.say(f"session (refit with `python -m calibration fit {self.session}`): {self.session}")
+        refit = self.session / "lens-refit.json"
+        ui.say(f"session (refit with `python -m calibration fit {self.session} --out {refit}`): {self.session}")
         return 0
 
 

@@ -28,6 +28,7 @@ import argparse
 import json
 import logging
 import math
+import os
 import signal
 import sys
 import threading
@@ -36,12 +37,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from model.cli import UsageError, run_cli, setup_logging
+from model.cli import UsageError, parse_options, run_cli, setup_logging
+from model.runners import RUNTIMES  # the one list of runtime names
 
 log = logging.getLogger("device.capture")
 
 CAMERAS = ("auto", "sim", "picamera2", "jetson", "v4l2")
-RUNTIMES = ("auto", "torch", "onnxruntime", "tensorrt")
 
 
 @dataclass
@@ -68,29 +69,14 @@ class CaptureConfig:
     verbose: bool = False
 
 
-def _parse_opt(text: str) -> tuple[str, Any]:
-    if "=" not in text:
-        raise UsageError(f"--camera-opt expects KEY=VALUE, got {text!r}")
-    k, v = text.split("=", 1)
-    k = k.strip()
-    if not k.isidentifier():
-        raise UsageError(f"--camera-opt: bad key {k!r}")
-    try:
-        val: Any = json.loads(v)
-    except json.JSONDecodeError:
-        val = v
-    if isinstance(val, list):
-        val = tuple(val)
-    return k, val
-
-
 def parse_args(argv: list[str] | None = None) -> CaptureConfig:
     p = argparse.ArgumentParser(prog="python -m device.capture", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--live", action="store_true", help="show a live view (window if a display exists, else a local web page)")
     p.add_argument("--camera", choices=CAMERAS, default="auto", help="camera backend (default: auto = first found, else sim)")
     p.add_argument("--camera-opt", action="append", default=[], metavar="KEY=VALUE",
-                   help="backend option (JSON values), e.g. size=[640,480], vcm=ak7375, device=/dev/video2, moving_objects=2")
+                   help="backend option: numbers, true/false, WIDTHxHEIGHT or JSON lists, else text; e.g. size=640x480, "
+                        "vcm=ak7375, device=/dev/video2, moving_objects=2")
     p.add_argument("--lens", type=Path, help="lens profile (lens/1) of the camera, from calibration")
     p.add_argument("--model", type=Path, help="checkpoint (.pt), ONNX (.onnx) or TensorRT engine (.engine); default: shipped model")
     p.add_argument("--runtime", choices=RUNTIMES, default="auto",
@@ -123,7 +109,12 @@ def parse_args(argv: list[str] | None = None) -> CaptureConfig:
     for d, flag in ((a.out, "--out"), (a.record, "--record")):
         if d is not None and d.exists() and not d.is_dir():
             raise UsageError(f"{flag} {d}: exists and is not a folder")
-    opts = dict(_parse_opt(o) for o in a.camera_opt)
+    if a.out is not None and a.record is not None:
+        o, r = Path(os.path.realpath(a.out)), Path(os.path.realpath(a.record))
+        if o == r or r in o.parents or o in r.parents:
+            raise UsageError(f"--out {a.out} and --record {a.record} overlap: predictions would be written among the "
+                             f"recorded stacks; give them separate folders")
+    opts = parse_options(a.camera_opt, "--camera-opt")
     return CaptureConfig(
         live=a.live, camera=a.camera, camera_opts=opts, lens=a.lens, model=a.model, runtime=a.runtime, count=a.count,
         out=a.out, record=a.record, sliding=a.sliding, align=not a.no_align, display=a.display, port=a.port,
@@ -283,7 +274,8 @@ def run(cfg: CaptureConfig) -> int:
                     continue
                 snap = pipe.stats.snapshot()
                 if writer is not None:
-                    writer.save(r.depth_m, r.aif, r.confidence)
+                    writer.save(r.depth_m, r.aif, r.confidence, images=r.stack.images, focus_m=r.stack.focus_m,
+                                metadata={"camera": kind, "runtime": runtime_name})
                 if state is not None:
                     state.update(r.depth_m, r.aif, r.confidence, snap, list(r.stack.focus_m))
                 if window is not None:
@@ -304,6 +296,8 @@ def run(cfg: CaptureConfig) -> int:
         finally:
             pipe.stop()
             pipe.join()
+            if writer is not None:
+                writer.close()
             if server is not None:
                 server.close()
             if window is not None:

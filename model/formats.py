@@ -1,4 +1,4 @@
-"""Reader and writer for ``focal-stack/1`` folders (``shared/FORMATS.md``).
+"""Reader and writer for ``focal-stack/1`` folders (``docs/FORMATS.md``).
 
 A stack folder holds ``stack.json``, one RGB PNG per frame (8 or 16 bit, all the same size) and
 optionally ``depth.npy`` (float32 H x W metres; 0, NaN or inf mark unknown) and ``aif.png``.

@@ -126,6 +126,9 @@ class TorchRunner:
         from model.checkpoint import load_checkpoint
 
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        if self.device.type == "cuda" and not torch.cuda.is_available():  # else torch.load fails as "unreadable checkpoint"
+            raise ValueError(f"--device {device}: CUDA is not available here (PyTorch {torch.__version__}, "
+                             f"{'built without CUDA' if torch.version.cuda is None else 'no CUDA GPU found'}); use --device cpu")
         self.model = load_checkpoint(checkpoint, map_location=self.device)
         self.lens = self.model.lens
         self.focus_m = list(self.model.focus_m)

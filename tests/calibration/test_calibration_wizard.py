@@ -49,9 +49,15 @@ def test_non_interactive_run_fits_and_saves_everything(tmp_path, capsys):
     info = json.loads((session / "session.json").read_text())
     assert info["settle"]["settle_frames"] == 7 and info["guess"]["f_number"] == 1.8
     assert "the focus settles 7 frames" in out and "profile:" in out
-    # the raw session fits again offline to the same lens
-    refit = tmp_path / "refit.json"
-    proc = subprocess.run([sys.executable, "-m", "calibration", "fit", str(session), "--out", str(refit)],
+    # the raw session fits again offline to the same lens, with the command the wizard suggests
+    import re
+    import shlex
+
+    suggested = re.search(r"`(python -m calibration fit [^`]*)`", out)
+    assert suggested and "--out" in suggested.group(1), out
+    argv = shlex.split(suggested.group(1))[1:]
+    refit = Path(argv[argv.index("--out") + 1])
+    proc = subprocess.run([sys.executable, *argv],
                           capture_output=True, text=True, cwd=REPO, env=ENV, timeout=600)
     assert proc.returncode == 0, proc.stderr
     again = LensProfile.load(refit)

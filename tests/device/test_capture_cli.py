@@ -50,11 +50,35 @@ def test_help_does_not_import_torch():
     (["--count", "0"], "--count must be >= 1"),
     (["--lens", "/nonexistent/lens.json"], "lens profile not found"),
     (["--camera-opt", "size"], "KEY=VALUE"),
+    (["--camera-opt", "size=640"], "expected WIDTHxHEIGHT in pixels, e.g. size=640x480"),
+    (["--out", "/tmp/x-capture-same", "--record", "/tmp/x-capture-same/rec"], "overlap"),
     (["--port", "70000"], "--port"),
 ])
 def test_bad_input_exits_2_with_one_line(args, msg):
     r = _run(args)
     assert r.returncode == 2 and msg in r.stderr and "Traceback" not in r.stderr
+
+
+def test_camera_size_as_width_x_height(tiny_checkpoint, tmp_path):
+    """``--camera-opt size=80x60`` (once "too many values to unpack") is read as (80, 60)."""
+    r = _run(["--camera", "sim", "--camera-opt", "size=80x60", "--camera-opt", "realtime=false", "--model",
+              str(tiny_checkpoint), "--count", "1", "--out", str(tmp_path / "o")])
+    assert r.returncode == 0, r.stderr
+    assert np.load(tmp_path / "o" / "stack_000000" / "depth.npy").shape == (60, 80)
+
+
+def test_key_value_options_are_one_grammar_for_every_tool():
+    from calibration.wizard import _parse_opts
+    from model.cli import UsageError, parse_options
+
+    opts = ["size=640x480", "fps=30", "exposure=0.5", "realtime=False", "vcm=ak7375", "roi=[1,2,3,4]", "device=/dev/video2"]
+    want = {"size": (640, 480), "fps": 30, "exposure": 0.5, "realtime": False, "vcm": "ak7375", "roi": (1, 2, 3, 4),
+            "device": "/dev/video2"}
+    assert parse_options(opts) == want and _parse_opts(opts) == want
+    assert parse_options(["size=[640, 480]"]) == {"size": (640, 480)}
+    for bad in ("size", "size=640", "size=0x480", "9x=1"):
+        with pytest.raises(UsageError):
+            parse_options([bad])
 
 
 def test_unknown_camera_option_exits_2(tiny_checkpoint):

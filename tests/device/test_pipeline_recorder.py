@@ -54,10 +54,56 @@ def test_prediction_writer_follows_the_predictions_format(tmp_path, rng):
     w = PredictionWriter(tmp_path / "out", 0.5, 12.0)
     depth = rng.uniform(1, 5, (30, 40)).astype(np.float32)
     folder = w.save(depth, rng.random((30, 40, 3), dtype=np.float32), rng.random((30, 40), dtype=np.float32))
-    assert sorted(p.name for p in folder.iterdir()) == ["aif.png", "confidence.npy", "depth.npy", "depth.png"]
+    assert sorted(p.name for p in folder.iterdir()) == ["aif.png", "confidence.npy", "depth.npy", "depth.png", "prediction.json"]
     d = np.load(folder / "depth.npy")
     assert d.dtype == np.float32 and np.array_equal(d, depth)
     assert next_stack_number(tmp_path / "out") == 1
+    w.close()
+
+
+def test_prediction_writer_flags_a_stack_without_depth_evidence(tmp_path, rng):
+    import json
+
+    w = PredictionWriter(tmp_path / "out", 0.5, 12.0, depth_png=False)
+    depth = rng.uniform(1, 5, (30, 40)).astype(np.float32)
+    same = np.repeat(rng.random((1, 30, 40, 3), dtype=np.float32), 5, axis=0)  # the focus never changed the image
+    folder = w.save(depth, same[0], np.ones((30, 40), np.float32), images=same, focus_m=np.array(FOCUS))
+    assert not np.any(np.load(folder / "confidence.npy"))
+    meta = json.loads((folder / "prediction.json").read_text())
+    assert meta["depth_evidence"]["has_evidence"] is False and "identical" in meta["warnings"][0]
+    good = w.save(depth, same[0], np.ones((30, 40), np.float32), images=rng.random((5, 30, 40, 3)), focus_m=np.array(FOCUS))
+    assert np.load(good / "confidence.npy").min() == 1.0 and not w.warned[1:]
+    w.close()
+
+
+def test_recorder_cleans_up_after_a_killed_run_and_keeps_a_second_recorder_out(tiny_runner, tmp_path):
+    root = tmp_path / "rec"
+    (root / ".stack_000003.ab12cd34.tmp").mkdir(parents=True)  # a stack being written when the run was killed
+    (root / ".stack_000003.ab12cd34.tmp" / "frame_00.png").write_bytes(b"partial")
+    rec = StackRecorder(root, tiny_runner.lens.scaled_to((40, 30)))
+    try:
+        assert not (root / ".stack_000003.ab12cd34.tmp").exists()
+        with pytest.raises(ValueError, match="another recording is writing here"):
+            StackRecorder(root, tiny_runner.lens.scaled_to((40, 30)))
+    finally:
+        rec.close()
+    StackRecorder(root, tiny_runner.lens.scaled_to((40, 30))).close()  # free again once closed
+
+
+def test_prediction_writer_never_replaces_a_recorded_stack(tmp_path):
+    from model.formats import FocalStack, write_stack
+    from model.lens import LensProfile
+
+    rng = np.random.default_rng(0)
+    root = tmp_path / "mixed"
+    write_stack(root / "stack_000000", FocalStack(images=rng.random((2, 30, 40, 3), dtype=np.float32),
+                                                  focus_m=np.array([1.0, 2.0]), lens=LensProfile(0.05, 8.0, 1.2e-5)))
+    w = PredictionWriter(root, 0.5, 12.0, depth_png=False)
+    before = (root / "stack_000000" / "stack.json").read_bytes()
+    assert w.save(np.ones((30, 40), np.float32), np.zeros((30, 40, 3), np.float32), None, number=0) is None
+    assert "never replace recordings" in w.error
+    assert (root / "stack_000000" / "stack.json").read_bytes() == before
+    w.close()
 
 
 def test_drop_mode_keeps_queues_bounded_and_counts_drops(tiny_runner):
