@@ -67,7 +67,7 @@ def test_fit_command_line(tmp_path):
     session = make_synthetic_session(tmp_path / "s", truth, [0.45, 0.8], controls, seed=2)
     out = tmp_path / "lens.json"
     proc = subprocess.run([sys.executable, "-m", "calibration", "fit", str(session), "--out", str(out), "--name", "cli-test"],
-                          capture_output=True, text=True, cwd=REPO, timeout=120, env=ENV)
+                          capture_output=True, text=True, cwd=REPO, timeout=600, env=ENV)  # a hang guard, not a speed limit
     assert proc.returncode == 0, proc.stderr
     d = json.loads(out.read_text())
     assert d["format"] == "lens/1" and d["name"] == "cli-test" and d["image_size"] == [480, 360]
@@ -84,7 +84,7 @@ def test_one_distance_session_is_refused_by_the_command_line(tmp_path):
     truth = default_sim_lens((320, 180))
     session = make_synthetic_session(tmp_path / "s", truth, [0.3], np.linspace(0, 10, 8), seed=0)
     proc = subprocess.run([sys.executable, "-m", "calibration", "fit", str(session), "--out", str(tmp_path / "l.json")],
-                          capture_output=True, text=True, cwd=REPO, timeout=120, env=ENV)
+                          capture_output=True, text=True, cwd=REPO, timeout=600, env=ENV)  # a hang guard, not a speed limit
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: cannot fit the lens: 1 usable distance")
     assert "Capture next: the chart at about" in proc.stderr and "Traceback" not in proc.stderr

@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def _run(*args: str, pythonpath: tuple[Path, ...] = ()) -> subprocess.CompletedProcess:
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join(map(str, (*pythonpath, REPO))))
-    return subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)  # a hang guard
 
 
 def _without_tensorrt(folder: Path) -> Path:
