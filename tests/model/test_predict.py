@@ -293,3 +293,31 @@ def test_cuda_requested_without_cuda_says_so(tiny_checkpoint):
         pytest.skip("this machine has CUDA: the message is for machines without it")
     with pytest.raises(ValueError, match="CUDA is not available"):
         TorchRunner(tiny_checkpoint, device="cuda")
+
+
+def test_a_run_killed_with_sigkill_is_finished_by_the_next_run(tmp_path, small_stack, tiny_checkpoint):
+    """kill -9 wherever it lands: the rerun removes the orphans, skips what was finished, does the rest."""
+    import signal
+    import time
+
+    from model.prediction_io import is_prediction_folder
+
+    data, out = tmp_path / "data", tmp_path / "pred"
+    for i in range(6):
+        write_stack(data / f"s{i}", FocalStack(images=np.roll(small_stack.images, i, axis=2), focus_m=small_stack.focus_m,
+                                               lens=small_stack.lens))
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    p = subprocess.Popen([sys.executable, "-m", "model.predict", *_args(data, out, tiny_checkpoint)], cwd=ROOT, env=env,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 600  # an event (the first finished output), with a hang-only limit
+        while p.poll() is None and time.monotonic() < deadline and not any(is_prediction_folder(f) for f in out.glob("s*")):
+            time.sleep(0.01)
+    finally:
+        if p.poll() is None:
+            p.send_signal(signal.SIGKILL)
+        p.wait(600)
+    r = _run(*_args(data, out, tiny_checkpoint))
+    assert r.returncode == 0, r.stderr
+    assert all(is_prediction_folder(out / f"s{i}") for i in range(6))
+    assert not [q for q in out.rglob(".*")]
