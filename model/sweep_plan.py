@@ -34,8 +34,10 @@ log depth; ``-1``: even in dioptres), with the outer frames at a fraction ``c`` 
 ends (``c = 1/(2S)``: bin centres). The member minimising the mean over the range (depths even in log
 depth) of ``log(1 + rel(d) / 0.2)``, ``rel = std(d) / d``, is chosen: the mean relative depth error where
 depth is resolved, its logarithm where it is not (so that a part of the range the lens cannot resolve
-does not decide everything). Both even spacings (bin centres) are members, so the plan is never worse
-than either by this measure.
+does not decide everything). Only sets whose depth working range (``model.optics.working_range_m``,
+what the depth model predicts in) holds the range are considered. Both even spacings (bin centres)
+are members, so the plan is never worse than either by this measure (where they hold the range
+themselves: with very few frames they may not).
 
 Why a family and not free positions: the bound above is local (it knows the precision of a depth
 estimate near the truth, not the chance of mistaking a depth for a far one). Freely placed, it
@@ -53,7 +55,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from model.optics import ThinLensLike, coc_sigma_px
+from model.optics import ThinLensLike, coc_sigma_px, working_range_m
 
 __all__ = ["PlanNoise", "SweepPlan", "blur_per_dioptre_px", "depth_uncertainty_m", "plan_focus_distances"]
 
@@ -242,6 +244,10 @@ def _intervals(mask: np.ndarray, d: np.ndarray) -> list[tuple[float, float]]:
     return out
 
 
+def _covers(working: tuple[float, float], near: float, far: float) -> bool:
+    return working[0] <= near * (1 + 1e-9) and working[1] >= far * (1 - 1e-9)
+
+
 def plan_focus_distances(
     lens: ThinLensLike,
     near_m: float,
@@ -251,6 +257,7 @@ def plan_focus_distances(
     noise: PlanNoise | None = None,
     resolve_rel_std: float = 0.1,
     grid: int = 241,
+    cover_range: bool = True,
 ) -> SweepPlan:
     """Propose ``frames`` focus distances in ``[near_m, far_m]`` that make depth best determined there.
 
@@ -263,6 +270,10 @@ def plan_focus_distances(
         noise: the full noise model (default :class:`PlanNoise`; ``noise_px`` overrides its floor).
         resolve_rel_std: a depth whose relative standard deviation exceeds this is "unresolved".
         grid: depths evaluated over the range (even in log depth), at least 16.
+        cover_range: only consider focus sets whose depth working range
+            (:func:`model.optics.working_range_m`: half the nearest to twice the farthest focus
+            distance, what the depth model predicts in) holds ``[near_m, far_m]``; estimators that
+            place depth between focus distances (depth from focus) need the frames to span the range.
 
     Returns:
         A :class:`SweepPlan`.
@@ -311,8 +322,11 @@ def plan_focus_distances(
 
     centre = 1.0 / (2 * s_count)
     even_m, even_dpt = spacing(1.0, centre), spacing(-1.0, centre)
-    family = [(g, c) for g in np.round(np.linspace(-2.0, 1.5, 36), 3) for c in (0.0, 0.5 * centre, centre, 1.5 * centre, 2.0 * centre)]
-    best, focus = min(((score(spacing(g, c)), spacing(g, c)) for g, c in family), key=lambda r: r[0])
+    members = [spacing(g, c) for g in np.round(np.linspace(-2.0, 1.5, 36), 3)
+               for c in (0.0, 0.5 * centre, centre, 1.5 * centre, 2.0 * centre)]
+    if cover_range:  # the depth model's working range (model.optics.working_range_m) must hold the range
+        members = [fm for fm in members if _covers(working_range_m(list(fm), lens), near, far)] or members
+    best, focus = min(((score(fm), fm) for fm in members), key=lambda r: r[0])
     focus = np.sort(focus)  # ascending metres (nearest first)
     info = _information(lens, focus, d_grid, noise).sum(axis=0)
     with np.errstate(divide="ignore"):

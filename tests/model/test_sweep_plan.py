@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from model.lens import FocusControl, LensProfile
-from model.optics import coc_sigma_px
+from model.optics import coc_sigma_px, working_range_m
 from model.sweep_plan import PlanNoise, blur_per_dioptre_px, depth_uncertainty_m, plan_focus_distances
 
 REPO = Path(__file__).resolve().parents[2]
@@ -39,12 +39,18 @@ def test_plan_is_sorted_distinct_within_range(lens, near, far, frames):
     assert fm.shape == (frames,)
     assert np.all(np.diff(fm) > 0), fm
     assert fm.min() >= near - 1e-12 and fm.max() <= far + 1e-12
+    # the depth model's working range for these focus distances holds the whole range
+    wn, wf = working_range_m(list(fm), lens)
+    assert wn <= near * (1 + 1e-9) and wf >= far * (1 - 1e-9)
     assert np.all(np.diff(plan.depth_grid_m) > 0)
     assert plan.depth_grid_m[0] == pytest.approx(near) and plan.depth_grid_m[-1] == pytest.approx(far)
     np.testing.assert_allclose(plan.depth_std_m, depth_uncertainty_m(lens, fm, plan.depth_grid_m, plan.noise))
-    # the plan is no worse than the spacings it is compared with (it starts from even dioptres)
-    assert plan.rms_rel_err <= plan.even_dioptre_rel_err * (1 + 1e-9)
-    assert plan.rms_rel_err <= plan.even_metre_rel_err * (1 + 1e-9)
+    # the plan is no worse than the even spacings it is compared with, where they hold the range too
+    even = {"dpt": 1.0 / np.linspace(1 / near, 1 / far, 2 * frames + 1)[1::2], "m": np.linspace(near, far, 2 * frames + 1)[1::2]}
+    for key, err in (("dpt", plan.even_dioptre_rel_err), ("m", plan.even_metre_rel_err)):
+        en, ef = working_range_m(list(even[key]), lens)
+        if en <= near * (1 + 1e-9) and ef >= far * (1 - 1e-9):
+            assert plan.rms_rel_err <= err * (1 + 1e-9), key
 
 
 def test_control_values_come_from_the_profile_mapping():
