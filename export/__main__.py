@@ -165,7 +165,7 @@ def _cmd_engine(args: argparse.Namespace) -> int:
         onnx_for_trtexec = Path(cfg.onnx).with_name(name[: -len(".onnx")] + ".trt.onnx")
         if not onnx_for_trtexec.exists():  # trtexec needs the TensorRT flavour, which `export onnx --target both` writes
             print(f"note: {onnx_for_trtexec} does not exist yet: `python -m export onnx --out {cfg.onnx}` (--target both, "
-                  f"the default, or tensorrt) writes it beside {name}")
+                  f"the default) writes it beside {name}")
     dynamic = info.image_size is None or info.stack_size is None
     print("equivalent trtexec command (on the Jetson):")
     print("  " + trtexec_command(onnx_for_trtexec, cfg, shapes, dynamic=dynamic, plugin=plugin))
