@@ -159,10 +159,8 @@ def run(cfg: CaptureConfig) -> int:
     from device.pipeline import Pipeline, PipelineConfig, summary_line
     from device.recorder import PredictionWriter, StackRecorder
     from device.sweep import SweepConfig
-    from model.checkpoint import check_lens_matches
     from model.lens import LensProfile
-    from model.optics import working_range_m
-    from model.runners import create_runner
+    from model.runners import bind_lens, create_runner, working_range_of
 
     lens = LensProfile.load(cfg.lens) if cfg.lens is not None else None
     try:
@@ -206,10 +204,12 @@ def run(cfg: CaptureConfig) -> int:
             rec_lens = cam_for_check.scaled_to(size)
         except ValueError as e:
             log.warning("%s", e)
-    if not cfg.ignore_lens and cam_lens is not None:
+    if cam_lens is not None:
         test = rec_lens.scaled_to(infer_size) if infer_size is not None and rec_lens.image_size is not None else rec_lens
         try:
-            check_lens_matches(model_lens, test, source=f"{kind} camera ({cfg.lens or 'lens profile'})")
+            # a lens-aware model takes the camera's lens; a lens-specific one must match it
+            bind_lens(runner, test, runner.focus_m, source=f"{kind} camera ({cfg.lens or 'lens profile'})",
+                      ignore_lens=cfg.ignore_lens)
         except ValueError:
             first.close()
             raise
@@ -221,7 +221,7 @@ def run(cfg: CaptureConfig) -> int:
             return opened.pop()
         return open_camera(kind, lens=cam_lens, **opts)
 
-    near_m, far_m = working_range_m(runner.focus_m, model_lens)
+    near_m, far_m = working_range_of(runner)
     retries = cfg.retries if cfg.retries is not None else (None if cfg.live else 5)
     recorder = StackRecorder(cfg.record, rec_lens) if cfg.record is not None else None
     writer = PredictionWriter(cfg.out, near_m, far_m) if cfg.out is not None else None

@@ -156,6 +156,7 @@ def load_checkpoint(path: str | os.PathLike[str] | None = None, map_location: st
         lens = LensProfile.from_dict(obj["lens"], source=f"{p} [lens]")
     except ValueError as e:
         raise CheckpointError(str(e)) from None
+    net.set_lens(lens)  # the lens-aware (blur-coded) network's default lens; ignored by the inverse-depth coding
     focus = [float(f) for f in obj["focus_m"]]
     if len(focus) < 2 or not all(math.isfinite(f) and f > 0 for f in focus):
         raise CheckpointError(f"{p}: focus_m: expected 2 or more positive distances, got {focus}")

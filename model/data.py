@@ -49,7 +49,8 @@ import torch
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from model.lens import LensProfile
-from model.optics import check_focus_distances, working_range_m
+from model.lens_sampling import LensSampling, draw_lens_and_focus
+from model.optics import blur_per_dioptre_px, check_focus_distances, working_range_m
 from model.synth.noise import NO_NOISE, SensorNoise
 from model.synth.scenes import default_scene_range_m
 
@@ -112,6 +113,10 @@ class SynthConfig:
         seed: base seed.
         max_psf_radius: cap on the PSF window radius passed to the renderer (pixels), or ``None``.
         n_objects: inclusive range of objects per procedural scene.
+        lens_sampling: draw a lens, focus set and scene range per batch (:mod:`model.lens_sampling`) for
+            the lens-aware network, instead of ``lens``/``focus_m``/``scene_range_m``; items then also
+            carry ``k`` (pixels per dioptre) and ``lens`` (focal length, f-number, pixel pitch).
+        weak_texture_prob: probability that a surface's texture contrast is cut to 3-30 %.
     """
 
     lens: LensProfile
@@ -133,6 +138,8 @@ class SynthConfig:
     seed: int = 0
     max_psf_radius: int | None = 24
     n_objects: tuple[int, int] = (1, 6)
+    lens_sampling: LensSampling | None = None
+    weak_texture_prob: float = 0.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.lens, LensProfile):
@@ -158,7 +165,7 @@ class SynthConfig:
         smin, smax = _pair(self.stack_size, "stack_size", int) if self.stack_size is not None else (n_focus, n_focus)
         if not 1 <= smin <= smax:
             raise ValueError(f"stack_size must be (S_min, S_max) with 1 <= S_min <= S_max, got {(smin, smax)}")
-        if self.focus_mode == "fixed" and smax > n_focus:
+        if self.focus_mode == "fixed" and smax > n_focus and self.lens_sampling is None:
             raise ValueError(f"fixed focus mode: stack_size max {smax} exceeds the {n_focus} focus distances")
         self.stack_size = (smin, smax)
         if self.focus_mode == "bins" and self.focus_range_m is None and n_focus < 2:
@@ -190,6 +197,10 @@ class SynthConfig:
         if self.max_psf_radius is not None and int(self.max_psf_radius) < 1:
             raise ValueError(f"max_psf_radius must be >= 1 or None, got {self.max_psf_radius!r}")
         self.n_objects = _pair(self.n_objects, "n_objects", int)
+        if self.lens_sampling is not None and not isinstance(self.lens_sampling, LensSampling):
+            raise TypeError(f"lens_sampling must be a LensSampling or None, got {type(self.lens_sampling).__name__}")
+        if not 0 <= float(self.weak_texture_prob) <= 1:
+            raise ValueError(f"weak_texture_prob must be in [0, 1], got {self.weak_texture_prob!r}")
 
     @property
     def focus_span_m(self) -> tuple[float, float]:
@@ -304,7 +315,7 @@ class _RenderedStacks(IterableDataset):
         """Select the epoch (part of every seed)."""
         self.epoch = int(epoch)
 
-    def _scene(self, rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    def _scene(self, rng: np.random.Generator, h: int, w: int, scene_range_m: tuple[float, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError
 
     def make(self, index: int, epoch: int | None = None) -> dict[str, torch.Tensor]:
@@ -312,28 +323,37 @@ class _RenderedStacks(IterableDataset):
         cfg = self.config
         rng = np.random.default_rng([int(cfg.seed) & 0xFFFFFFFFFFFF, int(self.epoch if epoch is None else epoch), int(index)])
         b = cfg.batch_size or 1
-        smin, smax = cfg.stack_size  # type: ignore[misc]
-        s = int(rng.integers(smin, smax + 1))
         h, w = cfg.crop_hw
-        near, far = cfg.working_range_m  # type: ignore[misc]
+        draw = None
+        if cfg.lens_sampling is not None:
+            draw = draw_lens_and_focus(rng, cfg.lens_sampling)
+            s, lens, (near, far), scene_range = len(draw.focus_m), draw.lens, draw.working_range_m, draw.scene_range_m
+        else:
+            smin, smax = cfg.stack_size  # type: ignore[misc]
+            s = int(rng.integers(smin, smax + 1))
+            lens, scene_range = cfg.lens, None
+            near, far = cfg.working_range_m  # type: ignore[misc]
         aifs, depths, renders, focus = [], [], [], []
         for _ in range(b):
-            aif, depth = self._scene(rng, h, w)
+            aif, depth = self._scene(rng, h, w, scene_range) if scene_range is not None else self._scene(rng, h, w)
             aif, depth = _augment_scene(rng, cfg, aif, depth)
             known = np.isfinite(depth)
             rd = depth if known.all() else _fill(depth)
             aifs.append(aif)
             depths.append(depth)
             renders.append(np.clip(rd, near, far))
-            focus.append(cfg.draw_focus(rng, s))
+            focus.append(draw.focus_m if draw is not None else cfg.draw_focus(rng, s))
         focus_arr = np.stack(focus)
-        images = render_batch(np.stack(aifs), np.stack(renders), focus_arr, cfg.lens, cfg.noise, rng, cfg.max_psf_radius)
+        images = render_batch(np.stack(aifs), np.stack(renders), focus_arr, lens, cfg.noise, rng, cfg.max_psf_radius)
         out = {
             "images": images,
             "focus_m": torch.from_numpy(focus_arr.astype(np.float32)),
             "depth": torch.from_numpy(np.stack(depths)[:, None].astype(np.float32)),
             "aif": torch.from_numpy(np.stack(aifs)).permute(0, 3, 1, 2).contiguous(),
         }
+        if draw is not None:
+            out["k"] = torch.full((b,), float(blur_per_dioptre_px(lens)), dtype=torch.float32)
+            out["lens"] = torch.tensor([[lens.focal_length_m, lens.f_number, lens.pixel_pitch_m]] * b, dtype=torch.float64)
         if cfg.batch_size is None:
             out = {k: v[0] for k, v in out.items()}
         return out
@@ -364,11 +384,13 @@ class SyntheticStacks(_RenderedStacks):
         loader = DataLoader(ds, batch_size=None, num_workers=2)
     """
 
-    def _scene(self, rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    def _scene(self, rng: np.random.Generator, h: int, w: int, scene_range_m: tuple[float, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
         from model.synth.scenes import random_scene
 
-        lo, hi = self.config.scene_range_m  # type: ignore[misc]
-        return random_scene(rng, h, w, lo, hi, split="train", n_objects=self.config.n_objects)
+        lo, hi = scene_range_m or self.config.scene_range_m  # type: ignore[misc]
+        return random_scene(
+            rng, h, w, lo, hi, split="train", n_objects=self.config.n_objects, weak_texture_prob=self.config.weak_texture_prob
+        )
 
 
 class RGBDStacks(_RenderedStacks):
@@ -388,7 +410,7 @@ class RGBDStacks(_RenderedStacks):
         self.pairs = find_rgbd_pairs(root)
         self.resize_to_lens = bool(resize_to_lens)
 
-    def _scene(self, rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    def _scene(self, rng: np.random.Generator, h: int, w: int, scene_range_m: tuple[float, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
         import cv2
 
         from model.synth.rgbd import read_rgbd
@@ -407,7 +429,7 @@ class RGBDStacks(_RenderedStacks):
             ih, iw = nh, nw
         y0 = int(rng.integers(0, ih - h + 1))
         x0 = int(rng.integers(0, iw - w + 1))
-        near, far = self.config.working_range_m  # type: ignore[misc]
+        near, far = scene_range_m or self.config.working_range_m  # type: ignore[misc]
         d = depth[y0 : y0 + h, x0 : x0 + w].copy()
         ok = np.isfinite(d)
         d[ok] = np.clip(d[ok], near, far)
@@ -725,13 +747,16 @@ def build_training_data(
     scene_far_m: float | None = None,
     working_range_m: tuple[float, float] | None = None,
     epoch_size: int | None = None,
+    lens_sampling: LensSampling | None = None,
+    weak_texture_prob: float = 0.0,
 ) -> IterableDataset:
     """The stream of training batches for ``kind`` = ``"synthetic"``, ``"rgbd"`` or ``"folder"``.
 
     Returns an ``IterableDataset`` yielding batch dicts (module docstring); use it with
     ``DataLoader(ds, batch_size=None, num_workers=...)``. ``noise`` is a :class:`SensorNoise` or a level
     (:meth:`SensorNoise.from_level`: standard deviation at mid-grey). ``scene_near_m`` / ``scene_far_m``
-    override either end of the default scene depth range. For ``"folder"``: in ``"fixed"`` focus mode the
+    override either end of the default scene depth range. ``lens_sampling`` draws a lens and focus set per
+    batch (lens-aware training, see :class:`SynthConfig`). For ``"folder"``: in ``"fixed"`` focus mode the
     frames nearest ``focus_m`` are used; in ``"bins"`` mode all frames, ``stack_size`` frames drawn one
     per bin; noise and scene ranges do not apply (the data are real).
     """
@@ -758,6 +783,8 @@ def build_training_data(
         epoch_size=epoch_size,
         seed=seed,
         max_psf_radius=max_psf_radius,
+        lens_sampling=lens_sampling,
+        weak_texture_prob=weak_texture_prob,
     )
     if scene_near_m is not None or scene_far_m is not None:
         lo, hi = cfg.scene_range_m  # type: ignore[misc]

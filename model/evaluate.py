@@ -61,10 +61,9 @@ def evaluate_folder(data: Path, model: Path | None = None, runtime: str = "auto"
     """
     from tqdm import tqdm
 
-    from model.checkpoint import check_lens_matches
     from model.formats import find_stacks, read_stack
     from model.metrics import aggregate, depth_metrics, psnr, ssim
-    from model.runners import create_runner
+    from model.runners import bind_lens, create_runner
 
     stacks = find_stacks(data)
     if not stacks:
@@ -90,8 +89,7 @@ def evaluate_folder(data: Path, model: Path | None = None, runtime: str = "auto"
 
     for folder in tqdm(stacks, desc="evaluate", unit="stack", disable=len(stacks) < 2):
         st = read_stack(folder)
-        if not ignore_lens:
-            check_lens_matches(runner.lens, st.lens, str(folder / "stack.json"))
+        bind_lens(runner, st.lens, st.focus_m, str(folder / "stack.json"), ignore_lens=ignore_lens)
         row: dict[str, Any] = {"stack": str(folder.relative_to(data)) if folder != data else folder.name}
         if st.depth is not None and (st.depth > 0).any():
             pred = runner.predict(st.images, st.focus_m)

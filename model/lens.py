@@ -37,6 +37,21 @@ def _finite_number(value: Any, path: str | os.PathLike[str] | None, key: str) ->
     return float(value)
 
 
+# Plausible ranges of a real camera's thin-lens numbers (a file outside them almost always has a unit slip)
+_PLAUSIBLE = {
+    "focal_length_m": (0.5e-3, 2.0, "metres (e.g. 0.05 for a 50 mm lens)"),
+    "f_number": (0.5, 64.0, "the f-number N (e.g. 1.8 for f/1.8)"),
+    "pixel_pitch_m": (0.2e-6, 200e-6, "metres per pixel at image_size (e.g. 1.12e-06 for 1.12 um)"),
+}
+
+
+def _check_plausible(f: float, n: float, p: float, source: str | os.PathLike[str] | None) -> None:
+    for key, v in (("focal_length_m", f), ("f_number", n), ("pixel_pitch_m", p)):
+        lo, hi, unit = _PLAUSIBLE[key]
+        if not lo <= v <= hi:
+            raise FormatError(source, key, f"{v:g} is not a plausible value ({lo:g} to {hi:g}); it is in {unit}")
+
+
 @dataclass(frozen=True)
 class FocusControl:
     """Maps the camera's raw focus control value ``v`` to focus distance: ``1/d = a*v + b`` (dioptres).
@@ -72,13 +87,20 @@ class FocusControl:
     def from_dict(cls, d: Any, source: str | os.PathLike[str] | None = None) -> "FocusControl":
         if not isinstance(d, Mapping):
             raise FormatError(source, "focus_control", f"expected an object, got {type(d).__name__}")
+        unknown = sorted(set(d) - {"model", "control", "a", "b"})
+        if unknown:
+            raise FormatError(source, f"focus_control.{unknown[0]}", "unknown key (known: model, control, a, b); check the spelling")
         model = d.get("model", "dioptre-linear")
         if model != "dioptre-linear":
             raise FormatError(source, "focus_control.model", f"unknown model {model!r} (known: 'dioptre-linear')")
+        a = _finite_number(d.get("a", 1.0), source, "focus_control.a")
+        if a == 0:
+            raise FormatError(source, "focus_control.a", "is 0: every control value would give the same focus; "
+                              "re-run the calibration fit (python -m calibration fit)")
         return cls(
             model=model,
             control=str(d.get("control", "LensPosition")),
-            a=_finite_number(d.get("a", 1.0), source, "focus_control.a"),
+            a=a,
             b=_finite_number(d.get("b", 0.0), source, "focus_control.b"),
         )
 
@@ -169,6 +191,7 @@ class LensProfile:
         f = positive_number(d["focal_length_m"], source, "focal_length_m")
         n = positive_number(d["f_number"], source, "f_number")
         p = positive_number(d["pixel_pitch_m"], source, "pixel_pitch_m")
+        _check_plausible(f, n, p, source)
         image_size = None
         if d.get("image_size") is not None:
             size = d["image_size"]

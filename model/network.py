@@ -1,28 +1,40 @@
 """DAIF-Net: depth and all-in-focus image from a focal stack (Si et al., CVPR 2023).
 
 A U-Net whose encoder runs on every image of the stack with shared weights. Each image enters as RGB plus
-one constant channel holding its (normalised inverse) focus distance. After every encoder level the
-features are max-pooled across the stack ("layer-wise global pooling") and the pooled map is
-concatenated back to every branch. Skips and the bottleneck are fused by max across the stack, so the
-decoder runs once. Heads: 3-channel AIF and 1-channel depth.
+one constant channel holding its focus code. After every encoder level the features are max-pooled
+across the stack ("layer-wise global pooling") and the pooled map is concatenated back to every branch.
+Skips and the bottleneck are fused by max across the stack, so the decoder runs once. Heads: 3-channel
+AIF and 1-channel depth.
 
-Depth is metric: the depth head gives a fraction ``t`` in ``(0, 1)`` of the inverse-depth interval
-``[1/far_m, 1/near_m]``, so ``depth = 1 / (1/far + t (1/near - 1/far))`` metres. No per-image
-normalisation. Any stack size ``S >= 2`` and any image size (padded to a multiple of ``2**depth``
-internally, cropped back).
+Two focus codings (``NetConfig.focus_code``):
+
+- ``"blur"`` (lens-aware, the default model): every quantity lives on the lens-independent blur axis
+  ``x = K / d`` pixels, ``K = f^2 / (4 N p)`` the lens's blur per dioptre
+  (:func:`model.optics.blur_per_dioptre_px`): the blur of frame ``i`` is ``~ |x_f,i - x|`` pixels
+  whatever the lens. Frame ``i`` enters with ``(K / d_f,i - x_lo) / (x_hi - x_lo)``; the depth head gives
+  ``t`` in (0, 1) and ``x = x_lo + t (x_hi - x_lo)``, ``depth = K / x`` metres. So one network serves
+  every lens whose focus codes ``K / d_f`` lie in ``[x_lo_px, x_hi_px]``; ``K`` comes from the stack's
+  lens profile (the ``k`` argument, or the buffer set by :meth:`DAIFNet.set_lens`, which is what ONNX
+  export bakes in).
+- ``"inverse_depth"`` (lens-specific, the published model): the code is the inverse focus distance
+  normalised to ``[1/far_m, 1/near_m]`` and depth ``1 / (1/far + t (1/near - 1/far))`` metres; valid only
+  for the one lens it was trained with.
+
+No per-image normalisation. Any stack size ``S >= 2`` and any image size (padded to a multiple of
+``2**depth`` internally, cropped back).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["NetConfig", "DAIFOutput", "DAIFNet"]
+__all__ = ["NetConfig", "DAIFOutput", "DAIFNet", "lens_aware_config"]
 
 
 @dataclass(frozen=True)
@@ -32,16 +44,26 @@ class NetConfig:
     Attributes:
         width: channels of the first encoder level (published: 16).
         depth: number of encoder levels (published: 4).
-        near_m: nearest depth the model predicts, metres.
-        far_m: farthest depth the model predicts, metres.
+        near_m: ``"inverse_depth"`` coding: nearest depth the model predicts, metres.
+        far_m: ``"inverse_depth"`` coding: farthest depth the model predicts, metres.
+        focus_code: ``"inverse_depth"`` (one lens) or ``"blur"`` (any lens; see the module docstring).
+        x_lo_px: ``"blur"`` coding: smallest blur code ``K / d`` (pixels) predicted and accepted as focus.
+        x_hi_px: ``"blur"`` coding: largest blur code ``K / d`` (pixels).
     """
 
     width: int = 16
     depth: int = 4
     near_m: float = 0.5
     far_m: float = 12.0
+    focus_code: str = "inverse_depth"
+    x_lo_px: float = 0.5425
+    x_hi_px: float = 13.02
 
     def __post_init__(self) -> None:
+        if self.focus_code not in ("inverse_depth", "blur"):
+            raise ValueError(f"focus_code must be 'inverse_depth' or 'blur', got {self.focus_code!r}")
+        if not (0 < self.x_lo_px < self.x_hi_px) or not math.isfinite(self.x_hi_px):
+            raise ValueError(f"need 0 < x_lo_px < x_hi_px < inf, got {self.x_lo_px}, {self.x_hi_px}")
         if not isinstance(self.width, int) or self.width < 1:
             raise ValueError(f"width must be a positive integer, got {self.width!r}")
         if not isinstance(self.depth, int) or not 1 <= self.depth <= 6:
@@ -106,29 +128,77 @@ class DAIFNet(nn.Module):
             self.decoders.append(_conv_block(2 * c, c))
             cdec = c
         self.head = nn.Conv2d(chans[0], 4, 3, padding=1)
-        inv_near, inv_far = 1.0 / self.config.near_m, 1.0 / self.config.far_m
-        self.register_buffer("inv_near", torch.tensor(inv_near), persistent=False)
-        self.register_buffer("inv_far", torch.tensor(inv_far), persistent=False)
+        if self.config.focus_code == "blur":
+            lo, hi = self.config.x_lo_px, self.config.x_hi_px
+        else:
+            lo, hi = 1.0 / self.config.far_m, 1.0 / self.config.near_m
+        # the coded axis: blur code x (pixels) or inverse depth (dioptres), lo at the far end
+        self.register_buffer("code_lo", torch.tensor(lo), persistent=False)
+        self.register_buffer("code_hi", torch.tensor(hi), persistent=False)
+        # K (pixels per dioptre) of the lens in use when no ``k`` is passed (blur coding); 1 until set
+        self.register_buffer("blur_per_dioptre", torch.tensor(1.0), persistent=False)
+        self._lens_set = False
+
+    @property
+    def lens_aware(self) -> bool:
+        """Whether one network serves every lens (``focus_code == "blur"``)."""
+        return self.config.focus_code == "blur"
+
+    def set_lens(self, lens: Any) -> "DAIFNet":
+        """Use ``lens`` (anything with focal_length_m, f_number, pixel_pitch_m) when no ``k`` is passed.
+
+        Only meaningful for the blur coding; the inverse-depth coding ignores it. Returns ``self``.
+        """
+        from model.optics import blur_per_dioptre_px
+
+        self.blur_per_dioptre.fill_(float(blur_per_dioptre_px(lens)))
+        self._lens_set = True
+        return self
+
+    def working_range_m(self, k: float | None = None) -> tuple[float, float]:
+        """``(near_m, far_m)`` this network can predict: for the blur coding, for a lens of blur gain ``k``
+        (pixels per dioptre; default: the lens set by :meth:`set_lens`)."""
+        if not self.lens_aware:
+            return self.config.near_m, self.config.far_m
+        kk = float(self.blur_per_dioptre) if k is None else float(k)
+        return kk / self.config.x_hi_px, kk / self.config.x_lo_px
 
     @property
     def multiple(self) -> int:
         """Image sizes are padded internally to a multiple of this."""
         return 2 ** self.config.depth
 
-    def focus_code(self, focus_m: Tensor) -> Tensor:
-        """Normalised inverse focus distance: 0 at ``far_m``, 1 at ``near_m``. ``(B, S)`` -> ``(B, S)``."""
-        return (1.0 / focus_m - self.inv_far) / (self.inv_near - self.inv_far)
+    def _gain(self, k: Tensor | None, b: int, like: Tensor) -> Tensor | float:
+        """``(B, 1)`` blur gain K (pixels per dioptre) for the blur coding; 1 for inverse depth."""
+        if not self.lens_aware:
+            return 1.0
+        if k is None:
+            return self.blur_per_dioptre.to(like.dtype).reshape(1, 1).expand(b, 1)
+        return k.to(like.dtype).reshape(-1, 1).expand(b, 1)
 
-    def depth_from_fraction(self, t: Tensor) -> Tensor:
-        """Metric depth from the inverse-depth fraction ``t`` in (0, 1)."""
-        return 1.0 / (self.inv_far + t * (self.inv_near - self.inv_far))
+    def focus_code(self, focus_m: Tensor, k: Tensor | None = None) -> Tensor:
+        """Normalised focus code, 0 at the far end of the coded axis and 1 at the near end.
 
-    def forward(self, images: Tensor, focus_m: Tensor) -> DAIFOutput:
+        ``(B, S)`` metres -> ``(B, S)``; ``k``: ``(B,)`` blur gain (pixels per dioptre) for the blur coding.
+        """
+        g = self._gain(k, focus_m.shape[0], focus_m)
+        return (g / focus_m - self.code_lo) / (self.code_hi - self.code_lo)
+
+    def depth_from_fraction(self, t: Tensor, k: Tensor | None = None) -> Tensor:
+        """Metric depth ``(B, 1, H, W)`` from the fraction ``t`` in (0, 1) of the coded axis."""
+        g = self._gain(k, t.shape[0], t)
+        if isinstance(g, Tensor):
+            g = g.reshape(-1, 1, 1, 1)
+        return g / (self.code_lo + t * (self.code_hi - self.code_lo))
+
+    def forward(self, images: Tensor, focus_m: Tensor, k: Tensor | None = None) -> DAIFOutput:
         """Predict AIF and depth.
 
         Args:
             images: ``(B, S, 3, H, W)`` focal stack in [0, 1], ``S >= 2``.
             focus_m: ``(B, S)`` focus distance of each image, metres (positive).
+            k: ``(B,)`` blur gain ``f^2 / (4 N p)`` of each stack's lens, pixels per dioptre (blur coding
+                only; default: the lens set by :meth:`set_lens`).
 
         Returns:
             :class:`DAIFOutput` with ``aif (B, 3, H, W)`` and ``depth_m (B, 1, H, W)``.
@@ -146,7 +216,7 @@ class DAIFNet(nn.Module):
         if ph or pw:
             mode = "reflect" if (ph < h and pw < w) else "replicate"
             x = F.pad(x, (0, pw, 0, ph), mode=mode)
-        code = self.focus_code(focus_m.to(x.dtype)).reshape(b * s, 1, 1, 1)
+        code = self.focus_code(focus_m.to(x.dtype), k).reshape(b * s, 1, 1, 1)
         x = torch.cat([x, code.expand(b * s, 1, h + ph, w + pw)], dim=1)
 
         skips: list[Tensor] = []
@@ -163,5 +233,23 @@ class DAIFNet(nn.Module):
             y = dec(torch.cat([up(y), skip], dim=1))
         out = self.head(y)[:, :, :h, :w]
         aif = torch.sigmoid(out[:, :3])
-        depth = self.depth_from_fraction(torch.sigmoid(out[:, 3:4]))
+        depth = self.depth_from_fraction(torch.sigmoid(out[:, 3:4]), k)
         return DAIFOutput(aif=aif, depth_m=depth)
+
+
+def lens_aware_config(config: NetConfig, lens: Any) -> NetConfig:
+    """The blur-coded twin of an inverse-depth config: same weights, same outputs for ``lens``.
+
+    With ``K`` = the lens's blur gain, the inverse-depth axis ``[1/far, 1/near]`` becomes the blur axis
+    ``[K/far, K/near]`` pixels; since both codings are linear in inverse distance the network's input
+    codes and its depth are unchanged for that lens, and other lenses are mapped onto the same blur axis.
+    A blur-coded config is returned unchanged.
+    """
+    from dataclasses import replace
+
+    from model.optics import blur_per_dioptre_px
+
+    if config.focus_code == "blur":
+        return config
+    k = blur_per_dioptre_px(lens)
+    return replace(config, focus_code="blur", x_lo_px=k / config.far_m, x_hi_px=k / config.near_m)

@@ -27,6 +27,7 @@ __all__ = [
     "sensor_distance_m",
     "breathing_magnification",
     "coc_px_per_dioptre",
+    "blur_per_dioptre_px",
 ]
 
 T = TypeVar("T")
@@ -144,6 +145,18 @@ def breathing_magnification(focus_m: float, lens: ThinLensLike, reference_m: flo
         return 1.0 / x
 
     return sensor_distance_m(dpt(focus_m, "focus"), lens) / sensor_distance_m(dpt(reference_m, "reference"), lens)
+
+
+def blur_per_dioptre_px(lens: ThinLensLike) -> float:
+    """The lens's blur gain ``K = f^2 / (4 N p)``: Gaussian PSF sigma in pixels per dioptre of defocus.
+
+    Under the thin lens the blur of a frame focused at ``d_f`` for an object at ``d`` is
+    ``sigma = K * d_f / (d_f - f) * |1/d_f - 1/d|`` pixels; for ``d_f >> f`` the factor is 1, so
+    ``K / d`` (pixels) places depth on a lens-independent "blur" axis: two lenses with the same ``K``
+    blur alike. This is what the lens-aware network sees and predicts (:mod:`model.network`).
+    Units: pixels * metres (pixels per dioptre).
+    """
+    return lens.focal_length_m**2 / (4.0 * lens.f_number * lens.pixel_pitch_m)
 
 
 def defocus_sigma_map(depth_m: Any, focus_m: Any, lens: ThinLensLike, blur_scale: float = 1.0) -> Any:

@@ -278,8 +278,8 @@ def write_prediction(folder: Path, stack, pred, lens, near_m: float, far_m: floa
 
 def _predict_one(cfg: PredictConfig, runner, folder: Path, dst: Path, near_m: float, far_m: float,
                  report: PredictReport) -> None:
-    from model.checkpoint import check_lens_matches
     from model.formats import read_stack
+    from model.runners import bind_lens, working_range_of
     from model.stack_checks import check_frame_count, check_stack_evidence, no_evidence_confidence
 
     stack = read_stack(folder)
@@ -303,8 +303,9 @@ def _predict_one(cfg: PredictConfig, runner, folder: Path, dst: Path, near_m: fl
     for w in warnings:
         log.warning("%s: %s", folder, w)
         report.warned.append((folder, w))
-    if not cfg.ignore_lens:
-        check_lens_matches(runner.lens, run_stack.lens, str(sj))
+    bind_lens(runner, run_stack.lens, run_stack.focus_m, str(sj), ignore_lens=cfg.ignore_lens)
+    if getattr(getattr(getattr(runner, "inner", runner), "model", None), "net", None) is not None:
+        near_m, far_m = working_range_of(runner)  # a lens-aware model's range follows the stack's lens
     pred = runner.predict(run_stack.images, run_stack.focus_m)
     if not evidence.has_evidence:
         pred = replace(pred, confidence=no_evidence_confidence(pred.depth_m.shape))

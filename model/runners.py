@@ -26,6 +26,7 @@ from model.lens import LensProfile
 from model.optics import check_focus_distances
 
 __all__ = [
+    "bind_lens",
     "Prediction",
     "Runner",
     "TorchRunner",
@@ -131,6 +132,7 @@ class TorchRunner:
                              f"{'built without CUDA' if torch.version.cuda is None else 'no CUDA GPU found'}); use --device cpu")
         self.model = load_checkpoint(checkpoint, map_location=self.device)
         self.lens = self.model.lens
+        self.model.net.set_lens(self.lens)  # lens-aware models: until bind_lens gives the stack's lens
         self.focus_m = list(self.model.focus_m)
         self.with_confidence = with_confidence
         self.max_psf_radius = max_psf_radius
@@ -159,6 +161,32 @@ class TorchRunner:
             residual=res,
             rendered=rendered,
         )
+
+
+def bind_lens(runner: object, lens: LensProfile, focus_m: Sequence[float], source: str, ignore_lens: bool = False) -> None:
+    """Prepare ``runner`` for stacks taken with ``lens`` (at the stack's resolution) at ``focus_m`` metres.
+
+    A lens-aware PyTorch model (blur coding, :mod:`model.network`) takes the lens: its depth, working range
+    and physics check use it; a lens outside the model's blur range raises
+    :class:`model.lens_range.LensOutOfRangeError` naming ``source``, the value and the fix. Any other
+    runner (a lens-specific model, an exported model with its lens baked in) must match ``lens``
+    (:func:`model.checkpoint.check_lens_matches`), unless ``ignore_lens``.
+    """
+    inner = getattr(runner, "inner", runner)
+    net = getattr(getattr(inner, "model", None), "net", None)
+    if net is not None and getattr(net, "lens_aware", False):
+        from model.lens_range import check_lens_supported
+
+        check_lens_supported(net.config, lens, focus_m, source)
+        net.set_lens(lens)
+        inner.lens = lens  # type: ignore[attr-defined]
+        if runner is not inner:
+            runner.lens = lens  # type: ignore[attr-defined]
+        return
+    if not ignore_lens:
+        from model.checkpoint import check_lens_matches
+
+        check_lens_matches(runner.lens, lens, source)  # type: ignore[attr-defined]
 
 
 def _stem(path: Path) -> Path:
@@ -359,7 +387,7 @@ def working_range_of(runner: object) -> tuple[float, float]:
     """
     net = getattr(getattr(runner, "model", None), "net", None)
     if net is not None:
-        return net.config.near_m, net.config.far_m
+        return net.working_range_m()
     rng = getattr(runner, "working_range_m", None)
     if rng:
         return float(rng[0]), float(rng[1])

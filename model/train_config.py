@@ -23,6 +23,12 @@ class TrainConfig:
     far_m: float | None = None
     width: int = 16
     depth: int = 4
+    # lens-aware (one model for every lens): each batch draws a lens with blur gain K in k_range (pixels
+    # per dioptre), a focus set of stack_size_min..stack_size_max frames and a scene (model.lens_sampling);
+    # the network codes focus and depth on the blur axis K/d (model.network, focus_code "blur")
+    lens_aware: bool = False
+    k_range: list[float] = field(default_factory=lambda: [1.0, 12.0])
+    weak_texture: float = 0.0  # probability that a surface's texture contrast is cut to 3-30 %
 
     # data: "synthetic" (procedural scenes, rendered on the fly), "folder" (your focal-stack/1 folders
     # under data_dir, e.g. recorded by device.capture --record) or "rgbd" (an RGB-D folder rendered on the fly)
@@ -79,5 +85,11 @@ class TrainConfig:
             raise ValueError(f"max_psf_radius must be at most 64 (the renderer's largest window), got {self.max_psf_radius}")
         if self.crop % 16:
             raise ValueError(f"crop must be a multiple of 16, got {self.crop}")
+        if len(self.k_range) != 2 or not 0 < self.k_range[0] <= self.k_range[1]:
+            raise ValueError(f"k_range must be [min, max] pixels per dioptre with 0 < min <= max, got {self.k_range}")
+        if not 0 <= self.weak_texture <= 1:
+            raise ValueError(f"weak_texture must be a probability in [0, 1], got {self.weak_texture}")
+        if self.lens_aware and self.data != "synthetic" and self.init is None:
+            raise ValueError("lens_aware training from scratch needs data=synthetic (a folder run fine-tunes: set init=...)")
         if self.lr <= 0:
             raise ValueError("lr must be positive")

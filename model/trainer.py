@@ -32,7 +32,7 @@ from model.errors import CheckpointError
 from model.lens import LensProfile
 from model.losses import edge_aware_smoothness, log_sharpness, recon_loss, soft_coarse_aif
 from model.metrics import aggregate, depth_metrics
-from model.network import DAIFNet, NetConfig
+from model.network import DAIFNet, NetConfig, lens_aware_config
 from model.optics import defocus_sigma_map, working_range_m
 from model.train_config import TrainConfig
 
@@ -99,11 +99,22 @@ class Trainer:
         if cfg.init:
             init = load_checkpoint(cfg.init)
             net_cfg = init.net.config
+            if cfg.lens_aware and net_cfg.focus_code != "blur":
+                # same weights, same outputs for the checkpoint's lens; now coded on the blur axis
+                net_cfg = lens_aware_config(net_cfg, init.lens)
             init_state = init.net.state_dict()
-            log.info("fine-tuning from %s (step %d)", cfg.init, init.step)
+            if cfg.resume and (self.out_dir / "last.pt").is_file():
+                log.info("%s holds a run: resuming it (its weights, not %s's; resume=false or a new out_dir starts afresh)",
+                         self.out_dir / "last.pt", cfg.init)
+            else:
+                log.info("fine-tuning from %s (step %d)", cfg.init, init.step)
+        elif cfg.lens_aware:
+            ref = NetConfig(width=cfg.width, depth=cfg.depth, near_m=near, far_m=far)
+            net_cfg = lens_aware_config(ref, self.lens)
         else:
             net_cfg = NetConfig(width=cfg.width, depth=cfg.depth, near_m=near, far_m=far)
         self.net = DAIFNet(net_cfg).to(self.device)
+        self.net.set_lens(self.lens)
         if init_state is not None:
             self.net.load_state_dict(init_state)
         self.optimizer = torch.optim.AdamW(self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -171,8 +182,19 @@ class Trainer:
             max_psf_radius=cfg.max_psf_radius,
             scene_near_m=cfg.scene_near_m,
             scene_far_m=cfg.scene_far_m,
-            working_range_m=(self.net.config.near_m, self.net.config.far_m),
+            working_range_m=self.net.working_range_m(),
         )
+        if cfg.lens_aware and cfg.data == "synthetic":
+            from model.lens_sampling import LensSampling
+
+            common["lens_sampling"] = LensSampling(
+                k_range=(float(cfg.k_range[0]), float(cfg.k_range[1])),
+                x_range=(self.net.config.x_lo_px, self.net.config.x_hi_px),
+                stack_size=(cfg.stack_size_min, cfg.stack_size_max),
+            )
+            common["weak_texture_prob"] = cfg.weak_texture
+        elif cfg.weak_texture:
+            common["weak_texture_prob"] = cfg.weak_texture
         return data_mod.build_training_data(cfg.data, cfg.data_dir, **common)
 
     def _batches(self) -> Iterator[dict[str, torch.Tensor]]:
@@ -198,17 +220,20 @@ class Trainer:
         ``model`` defaults to the training model (the DDP wrapper when distributed); validation passes the
         bare network, since a DDP forward is a collective that only one rank would join.
         """
-        from model.render import psf_window_radius, render_stack
+        from model.render import rerender_stack
 
         images = batch["images"].to(self.device, non_blocking=True)
         focus = batch["focus_m"].to(self.device, non_blocking=True)
+        lens, k = self.lens, None
+        if "lens" in batch:  # a lens drawn for this batch (lens-aware training); one lens per batch
+            f_m, n, p = (float(v) for v in batch["lens"][0])
+            lens = LensProfile(focal_length_m=f_m, f_number=n, pixel_pitch_m=p, name="training-draw")
+            k = batch["k"].to(self.device)
         with torch.autocast(self.device.type, enabled=self.use_amp, dtype=torch.float16):
-            out = (model or self.model)(images, focus)
+            out = (model or self.model)(images, focus, k) if k is not None else (model or self.model)(images, focus)
         aif = out.aif.float()
         depth = out.depth_m.float()
-        sigma = defocus_sigma_map(depth, focus, self.lens)
-        radius = min(psf_window_radius(float(sigma.detach().max())), self.cfg.max_psf_radius)
-        rendered = render_stack(aif, sigma, radius=radius)
+        rendered, sigma = rerender_stack(aif, depth, focus, lens, max_radius=self.cfg.max_psf_radius)
         outputs = {"aif": aif, "depth_m": depth, "sigma": sigma, "rendered": rendered, "images": images}
         return outputs, self.compute_losses(images, outputs)
 
@@ -278,13 +303,13 @@ class Trainer:
             return
         from model.visualize import colorize_depth
 
-        net_cfg = self.net.config
         img = outputs["images"][0]
         self.writer.add_images("input", img.clamp(0, 1), self.step)
         self.writer.add_images("rendered", outputs["rendered"][0].detach().clamp(0, 1), self.step)
         self.writer.add_image("aif", outputs["aif"][0].detach().clamp(0, 1), self.step)
         depth = outputs["depth_m"][0, 0].detach().cpu().numpy()
-        rgb = colorize_depth(depth, net_cfg.near_m, net_cfg.far_m)
+        near, far = self.net.working_range_m()
+        rgb = colorize_depth(depth, float(np.nanmin(depth)) if self.net.lens_aware else near, float(np.nanmax(depth)) if self.net.lens_aware else far)
         self.writer.add_image("depth", rgb, self.step, dataformats="HWC")
         resid = (outputs["rendered"][0] - img).abs().mean(dim=(0, 1), keepdim=True)[0].detach()
         self.writer.add_image("residual", (resid * 10).clamp(0, 1), self.step)

@@ -85,6 +85,14 @@ def _shape_mask(rng: np.random.Generator, bh: int, bw: int) -> np.ndarray:
     return mask.astype(bool)
 
 
+def _maybe_weaken(rng: np.random.Generator, tex: np.ndarray, prob: float) -> np.ndarray:
+    """With probability ``prob``, cut a texture's contrast about its mean to 3-30 %."""
+    if prob <= 0 or rng.random() >= prob:
+        return tex
+    mean = tex.reshape(-1, tex.shape[-1]).mean(0)
+    return np.clip(mean + (tex - mean) * np.float32(rng.uniform(0.03, 0.3)), 0.0, 1.0).astype(np.float32)
+
+
 def random_scene(
     rng: np.random.Generator,
     height: int,
@@ -94,6 +102,7 @@ def random_scene(
     split: Split = "train",
     n_objects: tuple[int, int] = (1, 6),
     slant_prob: float = 0.5,
+    weak_texture_prob: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Draw one random piecewise-planar scene.
 
@@ -104,6 +113,9 @@ def random_scene(
         split: texture split, ``"train"`` or ``"held_out"`` (see :mod:`model.synth.textures`).
         n_objects: inclusive range of the number of foreground objects.
         slant_prob: probability that a surface (background or object) is slanted.
+        weak_texture_prob: probability that a surface's texture keeps only 3-30 % of its contrast
+            (about its mean colour): walls and skies where defocus carries little depth. At 0 no extra
+            random numbers are drawn, so scenes are as before.
 
     Returns:
         ``(aif, depth)``: float32 ``(height, width, 3)`` in ``[0, 1]`` and float32 ``(height, width)``
@@ -128,7 +140,7 @@ def random_scene(
     if rng.random() < slant_prob:
         gx, gy = _slant(rng, h, w, c, lo, hi, max_frac=0.6)
     inv = np.clip(inverse_depth_plane(h, w, c, gx, gy), lo, hi)
-    aif = random_texture(rng, h, w, split)
+    aif = _maybe_weaken(rng, random_texture(rng, h, w, split), weak_texture_prob)
 
     for _ in range(int(rng.integers(lo_n, hi_n + 1))):
         bh = max(2, int(h * rng.uniform(0.12, 0.6)))
@@ -155,7 +167,7 @@ def random_scene(
         vis = m & (oinv > win)  # nearer than what is there
         if not vis.any():
             continue
-        tex = random_texture(rng, yb - ya, xb - xa, split)
+        tex = _maybe_weaken(rng, random_texture(rng, yb - ya, xb - xa, split), weak_texture_prob)
         win[vis] = oinv[vis]
         aif[ya:yb, xa:xb][vis] = tex[vis]
 

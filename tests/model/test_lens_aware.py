@@ -1,0 +1,162 @@
+"""The lens-aware (blur-coded) network, lens sampling, the lens-range check and the evaluation suite."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from model.checkpoint import load_checkpoint
+from model.lens import LensProfile
+from model.lens_range import LensOutOfRangeError, check_lens_supported
+from model.lens_sampling import LensSampling, draw_lens_and_focus
+from model.network import DAIFNet, NetConfig, lens_aware_config
+from model.optics import blur_per_dioptre_px, coc_sigma_px
+from model.runners import bind_lens
+
+REF = LensProfile(0.05, 8.0, 12e-6, name="ref", image_size=(320, 240))
+CMOUNT = LensProfile(0.016, 1.4, 19.6e-6, name="cmount", image_size=(320, 240))
+
+
+def test_blur_per_dioptre_is_the_blur_slope_far_from_the_lens():
+    k = blur_per_dioptre_px(REF)
+    assert k == pytest.approx(0.05**2 / (4 * 8 * 12e-6))
+    # sigma = K d_f/(d_f - f) |1/d_f - 1/d|
+    d_f, d = 3.0, 1.2
+    assert coc_sigma_px(d, d_f, REF) == pytest.approx(k * d_f / (d_f - 0.05) * abs(1 / d_f - 1 / d), rel=1e-9)
+
+
+def test_blur_coded_twin_gives_the_same_outputs_for_its_lens():
+    torch.manual_seed(0)
+    legacy = DAIFNet(NetConfig(width=4, depth=2, near_m=0.5, far_m=12.0)).eval()
+    twin = DAIFNet(lens_aware_config(legacy.config, REF)).eval()
+    twin.load_state_dict(legacy.state_dict())
+    twin.set_lens(REF)
+    x = torch.rand(1, 5, 3, 16, 16)
+    f = torch.tensor([[1.0, 1.5, 2.5, 4.0, 6.0]])
+    with torch.no_grad():
+        a, b = legacy(x, f), twin(x, f)
+    assert torch.allclose(a.depth_m, b.depth_m, rtol=1e-5)
+    assert torch.allclose(a.aif, b.aif, atol=1e-6)
+    assert twin.working_range_m() == pytest.approx((0.5, 12.0))
+
+
+def test_blur_coding_scales_depth_with_the_lens():
+    """Doubling K and every focus distance leaves the codes alone and doubles the metric depth."""
+    torch.manual_seed(1)
+    net = DAIFNet(NetConfig(width=4, depth=2, focus_code="blur")).eval()
+    x = torch.rand(2, 3, 3, 16, 16)
+    f = torch.tensor([[0.5, 1.0, 2.0], [0.4, 0.9, 3.0]])
+    k = torch.tensor([2.0, 5.0])
+    with torch.no_grad():
+        a = net(x, f, k).depth_m
+        b = net(x, 2 * f, 2 * k).depth_m
+    assert torch.allclose(b, 2 * a, rtol=1e-5)
+    # an inverse-depth network ignores k
+    legacy = DAIFNet(NetConfig(width=4, depth=2)).eval()
+    with torch.no_grad():
+        assert torch.equal(legacy(x, f).depth_m, legacy(x, f, k).depth_m)
+
+
+def test_lens_draws_cover_the_axis_and_are_consistent():
+    s = LensSampling()
+    lo, hi = s.x_range
+    rng = np.random.default_rng(0)
+    far_beyond = near_before = wide = 0
+    for _ in range(300):
+        d = draw_lens_and_focus(rng, s)
+        assert blur_per_dioptre_px(d.lens) == pytest.approx(d.k, rel=1e-9)
+        assert s.k_range[0] <= d.k <= s.k_range[1]
+        codes = d.k / d.focus_m
+        assert s.stack_size[0] <= len(codes) <= s.stack_size[1]
+        assert np.all(np.diff(d.focus_m) >= 0)
+        assert codes.min() >= lo * (1 - 1e-9) and codes.max() <= hi * (1 + 1e-9)
+        assert codes.max() - codes.min() > 0
+        wide += codes.max() - codes.min() >= s.min_focus_span_px
+        assert d.working_range_m[0] <= d.scene_range_m[0] < d.scene_range_m[1] <= d.working_range_m[1] * (1 + 1e-9)
+        assert d.lens.focal_length_m < 0.11 * d.focus_m.min()
+        far_beyond += d.scene_range_m[1] > d.focus_m.max() * 1.05
+        near_before += d.scene_range_m[0] < d.focus_m.min() * 0.95
+    assert wide > 240  # one draw per bin can land close together; most sets span the minimum
+    assert far_beyond > 150 and near_before > 150  # backgrounds beyond and objects before the focus set
+
+
+def test_lens_range_check_says_what_to_change():
+    cfg = NetConfig(focus_code="blur")
+    assert check_lens_supported(cfg, CMOUNT, [0.35, 0.5, 0.7, 1.0, 1.5], "x") == []
+    with pytest.raises(LensOutOfRangeError, match=r"stack\.json.*0\.075 m.*86\.8 px.*downscale the images by 6\.7x"):
+        check_lens_supported(cfg, REF, [0.05 * 1.5, 1.0], "stack.json")
+    with pytest.raises(LensOutOfRangeError, match="nearer"):
+        check_lens_supported(cfg, CMOUNT, [0.35, 20.0], "stack.json")
+    phone = LensProfile(0.0043, 1.9, 13.7e-6, name="phone")  # K ~ 0.18 px/dioptre
+    with pytest.raises(LensOutOfRangeError, match="cannot tell depths apart"):
+        check_lens_supported(cfg, phone, [0.5, 1.7], "sweep")
+    warn = check_lens_supported(cfg, CMOUNT, [0.5, 0.52], "close")
+    assert warn and "poorly determined" in warn[0]
+
+
+class _Runner:
+    def __init__(self, net, lens):
+        self.model = type("M", (), {"net": net})()
+        self.lens = lens
+        self.focus_m = [1.0, 6.0]
+
+
+def test_bind_lens_gives_a_lens_aware_model_the_stack_lens_and_refuses_mismatch_otherwise():
+    aware = _Runner(DAIFNet(NetConfig(width=4, depth=2, focus_code="blur")).set_lens(REF), REF)
+    bind_lens(aware, CMOUNT, [0.35, 1.5], "s")
+    assert aware.lens is CMOUNT
+    assert float(aware.model.net.blur_per_dioptre) == pytest.approx(blur_per_dioptre_px(CMOUNT), rel=1e-6)
+    assert aware.model.net.working_range_m()[1] == pytest.approx(blur_per_dioptre_px(CMOUNT) / 0.5425, rel=1e-6)
+    legacy = _Runner(DAIFNet(NetConfig(width=4, depth=2)), REF)
+    with pytest.raises(ValueError, match="differs from the model's lens"):
+        bind_lens(legacy, CMOUNT, [0.35, 1.5], "s")
+    bind_lens(legacy, CMOUNT, [0.35, 1.5], "s", ignore_lens=True)  # runs anyway with its own optics
+    assert legacy.lens is REF
+
+
+def test_shipped_model_loads_with_its_lens_set():
+    m = load_checkpoint(None)
+    if m.net.lens_aware:
+        assert float(m.net.blur_per_dioptre) == pytest.approx(blur_per_dioptre_px(m.lens), rel=1e-6)
+    near, far = m.net.working_range_m()
+    assert 0 < near < min(m.focus_m) and far > max(m.focus_m)
+
+
+def test_eval_suite_renders_every_family_and_lens(tmp_path):
+    from model.eval_suite import FAMILIES, SUITE_LENSES, make_suite
+    from model.formats import read_stack
+
+    paths = make_suite(tmp_path / "suite", "tune", per_family=1, progress=False)
+    assert len(paths) == len(FAMILIES) * len(SUITE_LENSES)
+    index = json.loads((tmp_path / "suite" / "suite.json").read_text())
+    assert {r["family"] for r in index["stacks"]} == set(FAMILIES)
+    for p in paths:
+        st = read_stack(p)
+        lens = next(sl for sl in SUITE_LENSES if p.name.startswith(sl.name))
+        d = st.depth[np.isfinite(st.depth)]
+        fam = p.name.split("_")[-2]
+        if fam == "far":
+            assert d.min() > max(lens.focus_m) * 1.05
+        if fam == "mid":
+            assert d.min() >= min(lens.focus_m) * 0.999 and d.max() <= max(lens.focus_m) * 1.001
+        assert st.images.shape[0] == len(lens.focus_m)
+        assert not math.isclose(float(st.images[0].std()), 0.0)
+
+
+def test_lens_aware_training_runs_and_saves_a_blur_coded_model(tmp_path):
+    from model.train_config import TrainConfig
+    from model.trainer import Trainer
+
+    cfg = TrainConfig(out_dir=str(tmp_path / "run"), lens_aware=True, width=4, depth=2, crop=32, batch_size=2,
+                      steps=2, num_workers=0, val_stacks=2, val_every=2, ckpt_every=2, image_every=100,
+                      stack_size_min=2, stack_size_max=3, max_psf_radius=8, warmup_steps=1)
+    tr = Trainer(cfg, progress=False)
+    tr.train()
+    m = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert m.net.config.focus_code == "blur"
+    batch = next(iter(tr._dataset(seed=3)))
+    assert "k" in batch and batch["lens"].shape == (2, 3)
