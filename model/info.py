@@ -25,9 +25,11 @@ def checkpoint_info(path: Path | None) -> dict:
         "lens": lens.to_dict(),
         "focus_distances_m": sorted(float(f) for f in obj["focus_m"]),
         "working_range_m": [obj["net_config"]["near_m"], obj["net_config"]["far_m"]],
+        "lens_aware": obj["net_config"].get("focus_code", "inverse_depth") == "blur",
         "network": obj["net_config"],
         "step": int(obj.get("step", 0)),
         "metrics": obj.get("metrics") or {},
+        "config": obj.get("config") or {},
     }
 
 
@@ -45,8 +47,22 @@ def main(argv: list[str] | None = None) -> int:
     print(f"lens         {lens.get('name')}: f {lens['focal_length_m'] * 1e3:g} mm, f/{lens['f_number']:g}, "
           f"pixel {lens['pixel_pitch_m'] * 1e6:g} um at {lens.get('image_size')}")
     print(f"focus        {', '.join(f'{f:g}' for f in info['focus_distances_m'])} m")
-    print(f"depth range  {info['working_range_m'][0]:g} - {info['working_range_m'][1]:g} m")
     net = info["network"]
+    if info["lens_aware"]:
+        from model.lens import LensProfile
+        from model.optics import blur_per_dioptre_px
+
+        lo, hi = net["x_lo_px"], net["x_hi_px"]
+        k = blur_per_dioptre_px(LensProfile.from_dict(lens))
+        print(f"lenses       any calibrated lens (lens-aware): each focus distance d_f must give a blur code "
+              f"K/d_f of {lo:.3g}-{hi:.3g} px, K = f^2/(4 N p) px per dioptre; depth is predicted for K/d in the same range")
+        print(f"             e.g. the lens above (K = {k:.3g} px/dioptre): focus {k / hi:.3g} - {k / lo:.3g} m, "
+              f"depth {k / hi:.3g} - {k / lo:.3g} m; a lens with K = 2 px/dioptre: {2 / hi:.3g} - {2 / lo:.3g} m")
+        print(f"             trained with K in {info['config'].get('k_range', '?')} px/dioptre, "
+              f"{info['config'].get('stack_size_min', '?')}-{info['config'].get('stack_size_max', '?')} frames")
+        print("             outside that range: a clear error naming the fix (focus farther/nearer, downscale, wider aperture)")
+    else:
+        print(f"depth range  {info['working_range_m'][0]:g} - {info['working_range_m'][1]:g} m (this lens only)")
     print(f"network      DAIF-Net width {net['width']}, depth {net['depth']}")
     return 0
 

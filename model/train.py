@@ -49,7 +49,14 @@ def main(argv: list[str] | None = None) -> int:
 
             out_dir = next((o.split("=", 1)[1] for o in overrides if o.startswith("out_dir=")), "runs/finetune")
             tmp_lens = Path(out_dir) / "lens.json"
-            atomic_write_json(tmp_lens, src.lens.to_dict())
+            lens = src.lens
+            if src.net.lens_aware:  # one model for every lens: fine-tune with the lens the stacks were taken with
+                from model.formats import find_stacks, read_stack
+
+                found = find_stacks(args.finetune)
+                if found:
+                    lens = read_stack(found[0]).lens
+            atomic_write_json(tmp_lens, lens.to_dict())
             overrides.append(f"lens={tmp_lens}")
     elif args.init is not None:
         overrides.append(f"init={args.init}")
