@@ -58,8 +58,12 @@ def main(argv: list[str] | None = None) -> int:
               f"K/d_f of {lo:.3g}-{hi:.3g} px, K = f^2/(4 N p) px per dioptre; depth is predicted for K/d in the same range")
         print(f"             e.g. the lens above (K = {k:.3g} px/dioptre): focus {k / hi:.3g} - {k / lo:.3g} m, "
               f"depth {k / hi:.3g} - {k / lo:.3g} m; a lens with K = 2 px/dioptre: {2 / hi:.3g} - {2 / lo:.3g} m")
-        print(f"             trained with K in {info['config'].get('k_range', '?')} px/dioptre, "
-              f"{info['config'].get('stack_size_min', '?')}-{info['config'].get('stack_size_max', '?')} frames")
+        if "k_range" in info["config"]:
+            print(f"             trained with K in {info['config']['k_range']} px/dioptre, "
+                  f"{info['config'].get('stack_size_min', '?')}-{info['config'].get('stack_size_max', '?')} frames")
+        else:
+            print("             trained on the lens above only (re-coded on the blur axis): lenses whose focus codes "
+                  "K/d_f resemble its focus set's work best")
         print("             outside that range: a clear error naming the fix (focus farther/nearer, downscale, wider aperture)")
     else:
         print(f"depth range  {info['working_range_m'][0]:g} - {info['working_range_m'][1]:g} m (this lens only)")

@@ -58,3 +58,29 @@ def test_focus_control_inverse():
     fc = FocusControl(a=0.5, b=0.1)
     assert fc.distance_m(fc.control_value(2.0)) == pytest.approx(2.0)
     assert fc.distance_m(-0.2) == float("inf")
+
+
+def test_implausible_lens_values_and_bad_focus_control_are_refused_naming_the_key(tmp_path):
+    import json as _json
+
+    import pytest as _pytest
+
+    from model.errors import FormatError
+    from model.lens import LensProfile as _LP
+
+    base = {"format": "lens/1", "focal_length_m": 0.05, "f_number": 8.0, "pixel_pitch_m": 1.2e-5}
+    for key, value, words in (("focal_length_m", 50.0, "metres"), ("pixel_pitch_m", 12.0, "metres per pixel"),
+                              ("f_number", 180.0, "f-number")):
+        p = tmp_path / f"{key}.json"
+        p.write_text(_json.dumps({**base, key: value}))
+        with _pytest.raises(FormatError, match=rf"{key}.*not a plausible value.*{words}") as e:
+            _LP.load(p)
+        assert str(p) in str(e.value)
+    p = tmp_path / "a0.json"
+    p.write_text(_json.dumps({**base, "focus_control": {"a": 0, "b": 1.0}}))
+    with _pytest.raises(FormatError, match=r"focus_control\.a.*is 0"):
+        _LP.load(p)
+    p = tmp_path / "typo.json"
+    p.write_text(_json.dumps({**base, "focus_control": {"a": 1.0, "bb": 1.0}}))
+    with _pytest.raises(FormatError, match=r"focus_control\.bb.*unknown key"):
+        _LP.load(p)
