@@ -30,7 +30,7 @@ ort_headers() {
   tmp=$(mktemp -d)
   if ! (cd "$tmp" && apt-get download -q libonnxruntime-dev >/dev/null 2>&1); then
     mirror=$(grep -rhoE '^(URIs:|deb) +[^ ]+' /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null \
-             | awk '{print $2}' | grep -E '/debian/?$' | head -n 1)
+             | awk '{print $2}' | grep -E '/debian/?$' | head -n 1 || true)
     if [ -n "$mirror" ] && [ -f /usr/share/keyrings/debian-archive-keyring.gpg ]; then
       mkdir -p "$tmp/etc" "$tmp/lists/partial" "$tmp/cache/archives/partial"
       printf 'Types: deb\nURIs: %s\nSuites: trixie\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
