@@ -180,8 +180,10 @@ def bind_lens(runner: object, lens: LensProfile, focus_m: Sequence[float], sourc
         check_lens_supported(net.config, lens, focus_m, source)
         net.set_lens(lens)
         inner.lens = lens  # type: ignore[attr-defined]
-        if runner is not inner:
+        if runner is not inner:  # a wrapper (model.refine.RefiningRunner) keeps the lens and its depth range
             runner.lens = lens  # type: ignore[attr-defined]
+            if hasattr(runner, "working_range_m"):
+                runner.working_range_m = net.working_range_m()  # type: ignore[attr-defined]
         return
     if not ignore_lens:
         from model.checkpoint import check_lens_matches

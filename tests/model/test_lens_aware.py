@@ -160,3 +160,13 @@ def test_lens_aware_training_runs_and_saves_a_blur_coded_model(tmp_path):
     assert m.net.config.focus_code == "blur"
     batch = next(iter(tr._dataset(seed=3)))
     assert "k" in batch and batch["lens"].shape == (2, 3)
+
+
+def test_bind_lens_updates_a_refining_wrapper_s_lens_and_depth_range():
+    inner = _Runner(DAIFNet(NetConfig(width=4, depth=2, focus_code="blur")).set_lens(REF), REF)
+    wrapper = type("W", (), {})()
+    wrapper.inner, wrapper.lens, wrapper.working_range_m = inner, REF, (0.5, 12.0)
+    bind_lens(wrapper, CMOUNT, [0.35, 1.5], "s")
+    k = blur_per_dioptre_px(CMOUNT)
+    assert wrapper.lens is CMOUNT and inner.lens is CMOUNT
+    assert wrapper.working_range_m == pytest.approx((k / 13.02, k / 0.5425), rel=1e-4)
