@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -69,16 +68,6 @@ def _threads(text: str) -> list[int]:
     return out
 
 
-def _median_ms(fn: Callable[[], Any], repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return 1e3 * statistics.median(times)
-
-
 def _load() -> str:
     try:
         return "load average %.2f %.2f %.2f" % os.getloadavg()
@@ -106,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from export import ort_ops
     from export.onnx_export import OnnxExportConfig, export_onnx, focus_for_stack, reference_stack
-    from export.selftest import load_or_untrained
+    from export.selftest import load_or_untrained, median_ms
     from model.confidence import physics_check
 
     print(_load(), "(before)", flush=True)
@@ -173,15 +162,15 @@ def main(argv: list[str] | None = None) -> int:
                 for graph in ("net", "whole"):
                     physics = graph == "whole"
                     sess = session(files[graph], threads, physics)
-                    t_torch = _median_ms(lambda: run_torch(physics), args.repeats)
-                    t_ort = _median_ms(lambda: sess.run(["depth_m"], feeds), args.repeats)
+                    t_torch = median_ms(lambda: run_torch(physics), args.repeats)
+                    t_ort = median_ms(lambda: sess.run(["depth_m"], feeds), args.repeats)
                     depth = sess.run(["depth_m"], feeds)[0]
                     row(graph=graph, case=case, threads=threads, torch_ms=t_torch, onnxruntime_ms=t_ort,
                         depth_max_abs_diff_m=float(np.abs(depth - ref_depth).max()),
                         psf_radius=radius if physics else None)
                     if physics and args.python_op and ci == 0 and threads == args.threads[0]:
                         py = session(files[graph], threads, True, backend="torch")
-                        t_py = _median_ms(lambda: py.run(["depth_m"], feeds), 1)
+                        t_py = median_ms(lambda: py.run(["depth_m"], feeds), 1)
                         row(graph=graph, case=case, threads=threads, setting="GaussPSF Python op", torch_ms=t_torch,
                             onnxruntime_ms=t_py)
                         ort_ops.set_backend("auto")
@@ -208,11 +197,13 @@ def _settings(model_path: Path, tmp: Path, threads: int, feeds: dict[str, Any], 
     import numpy as np
     import onnx
 
+    from export.selftest import median_ms
+
     base = session(model_path, threads, True)
     ref = base.run(["depth_m"], feeds)[0]
 
     def measure(label: str, sess: Any, numerics: bool = False) -> None:
-        t = _median_ms(lambda: sess.run(["depth_m"], feeds), repeats)
+        t = median_ms(lambda: sess.run(["depth_m"], feeds), repeats)
         kw: dict[str, Any] = {"graph": "whole", "case": case, "threads": threads, "setting": label,
                               "torch_ms": t_torch, "onnxruntime_ms": t}
         if numerics:

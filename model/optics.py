@@ -153,7 +153,9 @@ def blur_per_dioptre_px(lens: ThinLensLike) -> float:
     Under the thin lens the blur of a frame focused at ``d_f`` for an object at ``d`` is
     ``sigma = K * d_f / (d_f - f) * |1/d_f - 1/d|`` pixels; for ``d_f >> f`` the factor is 1, so
     ``K / d`` (pixels) places depth on a lens-independent "blur" axis: two lenses with the same ``K``
-    blur alike. This is what the lens-aware network sees and predicts (:mod:`model.network`).
+    blur alike. This is what the lens-aware network sees and predicts (:mod:`model.network`). The
+    focus-dependent slope ``K d_f / (d_f - f)`` is :func:`model.sweep_plan.sigma_per_dioptre_px`
+    (``coc_px_per_dioptre / 4``).
     Units: pixels * metres (pixels per dioptre).
     """
     return lens.focal_length_m**2 / (4.0 * lens.f_number * lens.pixel_pitch_m)

@@ -57,7 +57,7 @@ import numpy as np
 
 from model.optics import ThinLensLike, coc_sigma_px, working_range_m
 
-__all__ = ["PlanNoise", "SweepPlan", "blur_per_dioptre_px", "depth_uncertainty_m", "plan_focus_distances"]
+__all__ = ["PlanNoise", "SweepPlan", "sigma_per_dioptre_px", "depth_uncertainty_m", "plan_focus_distances"]
 
 
 @dataclass(frozen=True)
@@ -170,10 +170,11 @@ def _check_lens(lens: ThinLensLike) -> None:
             raise ValueError(f"lens {key} must be a positive number, got {v!r}")
 
 
-def blur_per_dioptre_px(lens: ThinLensLike, focus_m: Any) -> Any:
+def sigma_per_dioptre_px(lens: ThinLensLike, focus_m: Any) -> Any:
     """``K``: pixels of blur (moment-matched sigma) per dioptre of defocus for a lens focused at
     ``focus_m`` metres (float or array), read from :func:`model.optics.coc_sigma_px` one dioptre away
-    (the blur is exactly linear in dioptres of defocus)."""
+    (the blur is exactly linear in dioptres of defocus). This is ``K_i = K d_f / (d_f - f)`` with ``K`` the
+    lens's focus-independent gain :func:`model.optics.blur_per_dioptre_px`."""
     fm = np.asarray(focus_m, np.float64)
     return coc_sigma_px(1.0 / (1.0 / fm + 1.0), fm, lens)
 
@@ -183,7 +184,7 @@ def _information(lens: ThinLensLike, focus_m: np.ndarray, depth_m: np.ndarray, n
     fm = np.asarray(focus_m, np.float64)[:, None]
     d = np.asarray(depth_m, np.float64)[None, :]
     sig = coc_sigma_px(d, fm, lens)  # (F, G)
-    k = blur_per_dioptre_px(lens, fm)  # (F, 1)
+    k = sigma_per_dioptre_px(lens, fm)  # (F, 1)
     s_tot = np.sqrt(sig * sig + noise.sigma0_px**2)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(s_tot > 0, sig / s_tot, 0.0)
@@ -336,7 +337,7 @@ def plan_focus_distances(
     def even_score(fm: np.ndarray) -> float:
         return _typical(score(fm))
 
-    k_mid = float(blur_per_dioptre_px(lens, 2.0 / (p_near + p_far)))
+    k_mid = float(sigma_per_dioptre_px(lens, 2.0 / (p_near + p_far)))
     unresolved = _intervals(rel > resolve, d_grid)
     warnings: list[str] = []
     if unresolved:

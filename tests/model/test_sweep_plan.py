@@ -11,7 +11,7 @@ import pytest
 
 from model.lens import FocusControl, LensProfile
 from model.optics import coc_sigma_px, working_range_m
-from model.sweep_plan import PlanNoise, blur_per_dioptre_px, depth_uncertainty_m, plan_focus_distances
+from model.sweep_plan import PlanNoise, depth_uncertainty_m, sigma_per_dioptre_px, plan_focus_distances
 
 REPO = Path(__file__).resolve().parents[2]
 # a Camera-Module-3-like module binned to 640x480 (~0.3 px per dioptre) and a lens with plenty of blur
@@ -22,13 +22,13 @@ WIDE = LensProfile(16e-3, 1.4, 9.8e-6, name="16mm", image_size=(640, 480))
 
 def test_blur_per_dioptre_is_model_optics():
     for fm in (0.3, 1.0, 4.0):
-        k = blur_per_dioptre_px(CM3_640, fm)
+        k = sigma_per_dioptre_px(CM3_640, fm)
         # exactly linear in dioptres of defocus, on both sides of focus
         for dpt in (0.25, 2.0):
             assert coc_sigma_px(1 / (1 / fm + dpt), fm, CM3_640) == pytest.approx(k * dpt, rel=1e-9)
         f, n, p = CM3_640.focal_length_m, CM3_640.f_number, CM3_640.pixel_pitch_m
         assert k == pytest.approx((f / n) * f * fm / (4 * p * (fm - f)), rel=1e-9)  # K_i of the issue
-    assert float(blur_per_dioptre_px(CM3_640, 1.0)) == pytest.approx(0.31, abs=0.02)
+    assert float(sigma_per_dioptre_px(CM3_640, 1.0)) == pytest.approx(0.31, abs=0.02)
 
 
 @pytest.mark.parametrize("lens,near,far", [(CM3_640, 0.1, 1.0), (WIDE, 0.5, 3.0), (WIDE, 1.0, 6.0)])
