@@ -93,7 +93,8 @@ def make_suite(out: Path, split: str = "test", per_family: int = 2, progress: bo
     from model.atomic import atomic_dir, atomic_write_json
     from model.formats import FocalStack, write_stack
     from model.lens import LensProfile
-    from model.optics import blur_per_dioptre_px
+    from model.lens_range import supported_focus_range_m
+    from model.network import NetConfig
     from model.synth.layered import render_stack_layered
     from model.synth.noise import SensorNoise
 
@@ -103,13 +104,13 @@ def make_suite(out: Path, split: str = "test", per_family: int = 2, progress: bo
         raise ValueError(f"per_family must be >= 1, got {per_family}")
     seed = TEST_SEED if split == "test" else TUNE_SEED
     noise = SensorNoise.from_level(0.01, bits=8)
+    axis = NetConfig(focus_code="blur")
     jobs = [(li, sl, fam, k) for li, sl in enumerate(SUITE_LENSES) for fam in FAMILIES for k in range(per_family)]
     index = []
     with atomic_dir(out) as tmp:
         for li, sl, fam, k in tqdm(jobs, desc=f"suite {split}", unit="stack", disable=not progress, file=sys.stderr):
             lens = LensProfile(sl.focal_length_m, sl.f_number, sl.pixel_pitch_m, name=sl.name, image_size=SIZE)
-            kk = blur_per_dioptre_px(lens)
-            working = (kk / 13.02, kk / 0.5425)  # the lens-aware model's axis for this lens
+            working = supported_focus_range_m(axis, lens)  # the lens-aware model's axis for this lens
             rng = np.random.default_rng([seed, li, FAMILIES.index(fam), k])
             aif, depth, rng_m = _family_scene(rng, fam, sl.focus_m, working)
             images = render_stack_layered(aif, depth, sl.focus_m, lens, noise=noise, rng=rng)

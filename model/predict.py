@@ -276,8 +276,7 @@ def write_prediction(folder: Path, stack, pred, lens, near_m: float, far_m: floa
                                    overwrite=overwrite)
 
 
-def _predict_one(cfg: PredictConfig, runner, folder: Path, dst: Path, near_m: float, far_m: float,
-                 report: PredictReport) -> None:
+def _predict_one(cfg: PredictConfig, runner, folder: Path, dst: Path, report: PredictReport) -> None:
     from model.formats import read_stack
     from model.runners import bind_lens, working_range_of
     from model.stack_checks import check_frame_count, check_stack_evidence, no_evidence_confidence
@@ -304,8 +303,7 @@ def _predict_one(cfg: PredictConfig, runner, folder: Path, dst: Path, near_m: fl
         log.warning("%s: %s", folder, w)
         report.warned.append((folder, w))
     bind_lens(runner, run_stack.lens, run_stack.focus_m, str(sj), ignore_lens=cfg.ignore_lens)
-    if getattr(getattr(getattr(runner, "inner", runner), "model", None), "net", None) is not None:
-        near_m, far_m = working_range_of(runner)  # a lens-aware model's range follows the stack's lens
+    near_m, far_m = working_range_of(runner)  # a lens-aware model's range follows the stack's lens
     pred = runner.predict(run_stack.images, run_stack.focus_m)
     if not evidence.has_evidence:
         pred = replace(pred, confidence=no_evidence_confidence(pred.depth_m.shape))
@@ -406,11 +404,10 @@ def _run_all(cfg: PredictConfig, runner, todo: list[tuple[Path, Path]], report: 
     from model.atomic import is_disk_full
     from model.errors import CheckpointError, FormatError
 
-    near_m, far_m = _range_of(runner)
     for folder, dst in tqdm(todo, desc="predict", unit="stack", disable=len(todo) < 2):
         why = None
         try:
-            _predict_one(cfg, runner, folder, dst, near_m, far_m, report)
+            _predict_one(cfg, runner, folder, dst, report)
         except OSError as e:
             if is_disk_full(e):
                 raise DiskFullError(
@@ -445,12 +442,6 @@ def _free(path: Path) -> str:
         return f"{shutil.disk_usage(path).free / 2**20:.0f} MiB"
     except OSError:
         return "no space"
-
-
-def _range_of(runner) -> tuple[float, float]:
-    from model.runners import working_range_of
-
-    return working_range_of(runner)
 
 
 def main(argv: list[str] | None = None) -> int:

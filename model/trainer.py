@@ -230,7 +230,7 @@ class Trainer:
             lens = LensProfile(focal_length_m=f_m, f_number=n, pixel_pitch_m=p, name="training-draw")
             k = batch["k"].to(self.device)
         with torch.autocast(self.device.type, enabled=self.use_amp, dtype=torch.float16):
-            out = (model or self.model)(images, focus, k) if k is not None else (model or self.model)(images, focus)
+            out = (model or self.model)(images, focus, k)
         aif = out.aif.float()
         depth = out.depth_m.float()
         rendered, sigma = rerender_stack(aif, depth, focus, lens, max_radius=self.cfg.max_psf_radius)
