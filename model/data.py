@@ -117,6 +117,12 @@ class SynthConfig:
             the lens-aware network, instead of ``lens``/``focus_m``/``scene_range_m``; items then also
             carry ``k`` (pixels per dioptre) and ``lens`` (focal length, f-number, pixel pitch).
         weak_texture_prob: probability that a surface's texture contrast is cut to 3-30 %.
+        disc_prob: probability that a batch is rendered by the layered uniform-disc renderer
+            (:func:`model.synth.layered.render_stack_layered`: disc PSF, occlusion) instead of the Gaussian
+            training renderer, so the network meets the PSF shape and occlusion edges of real lenses.
+        vignetting: largest relative brightness fall-off at a crop corner (drawn uniform in
+            ``[0, vignetting]`` per stack, quadratic in the distance from a random optical centre; the
+            same for every frame, as it is in the self-supervised loss's re-rendering of the AIF).
     """
 
     lens: LensProfile
@@ -140,6 +146,8 @@ class SynthConfig:
     n_objects: tuple[int, int] = (1, 6)
     lens_sampling: LensSampling | None = None
     weak_texture_prob: float = 0.0
+    disc_prob: float = 0.0
+    vignetting: float = 0.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.lens, LensProfile):
@@ -201,6 +209,10 @@ class SynthConfig:
             raise TypeError(f"lens_sampling must be a LensSampling or None, got {type(self.lens_sampling).__name__}")
         if not 0 <= float(self.weak_texture_prob) <= 1:
             raise ValueError(f"weak_texture_prob must be in [0, 1], got {self.weak_texture_prob!r}")
+        if not 0 <= float(self.disc_prob) <= 1:
+            raise ValueError(f"disc_prob must be in [0, 1], got {self.disc_prob!r}")
+        if not 0 <= float(self.vignetting) < 1:
+            raise ValueError(f"vignetting must be in [0, 1), got {self.vignetting!r}")
 
     @property
     def focus_span_m(self) -> tuple[float, float]:
@@ -301,6 +313,35 @@ def render_batch(
     return out.float()
 
 
+def render_batch_layered(
+    aif: np.ndarray,
+    depth: np.ndarray,
+    focus_m: np.ndarray,
+    lens: LensProfile,
+    noise: SensorNoise = NO_NOISE,
+    rng: np.random.Generator | None = None,
+) -> torch.Tensor:
+    """Render stacks with the layered uniform-disc renderer (:mod:`model.synth.layered`; occlusion-aware).
+
+    Same arguments and result as :func:`render_batch`: ``aif (B, H, W, 3)``, ``depth (B, H, W)`` metres,
+    ``focus_m (B, S)`` metres -> float32 ``(B, S, 3, H, W)`` in [0, 1].
+    """
+    from model.synth.layered import render_stack_layered
+
+    out = [render_stack_layered(a, d, f, lens, noise=None if noise.is_zero else noise, rng=rng) for a, d, f in zip(aif, depth, focus_m)]
+    return torch.from_numpy(np.stack(out)).permute(0, 1, 4, 2, 3).contiguous().float()
+
+
+def _vignette(rng: np.random.Generator, h: int, w: int, strength: float) -> np.ndarray:
+    """``(h, w)`` float32 gain ``1 - v r^2``: ``v`` uniform in ``[0, strength]``, ``r`` the distance from a random
+    optical centre (inside the crop's middle half) over the crop's half-diagonal, clipped at 1."""
+    v = rng.uniform(0.0, strength)
+    cy, cx = rng.uniform(0.25, 0.75) * (h - 1), rng.uniform(0.25, 0.75) * (w - 1)
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    r2 = ((ys - cy) ** 2 + (xs - cx) ** 2) / (0.25 * (h * h + w * w))
+    return (1.0 - v * np.minimum(r2, 1.0)).astype(np.float32)
+
+
 class _RenderedStacks(IterableDataset):
     """Shared machinery of :class:`SyntheticStacks` and :class:`RGBDStacks`."""
 
@@ -344,7 +385,12 @@ class _RenderedStacks(IterableDataset):
             renders.append(np.clip(rd, near, far))
             focus.append(draw.focus_m if draw is not None else cfg.draw_focus(rng, s))
         focus_arr = np.stack(focus)
-        images = render_batch(np.stack(aifs), np.stack(renders), focus_arr, lens, cfg.noise, rng, cfg.max_psf_radius)
+        if cfg.vignetting > 0:
+            aifs = [a * _vignette(rng, h, w, cfg.vignetting)[:, :, None] for a in aifs]
+        if cfg.disc_prob > 0 and rng.random() < cfg.disc_prob:
+            images = render_batch_layered(np.stack(aifs), np.stack(renders), focus_arr, lens, cfg.noise, rng)
+        else:
+            images = render_batch(np.stack(aifs), np.stack(renders), focus_arr, lens, cfg.noise, rng, cfg.max_psf_radius)
         out = {
             "images": images,
             "focus_m": torch.from_numpy(focus_arr.astype(np.float32)),
@@ -749,6 +795,8 @@ def build_training_data(
     epoch_size: int | None = None,
     lens_sampling: LensSampling | None = None,
     weak_texture_prob: float = 0.0,
+    disc_prob: float = 0.0,
+    vignetting: float = 0.0,
 ) -> IterableDataset:
     """The stream of training batches for ``kind`` = ``"synthetic"``, ``"rgbd"`` or ``"folder"``.
 
@@ -785,6 +833,8 @@ def build_training_data(
         max_psf_radius=max_psf_radius,
         lens_sampling=lens_sampling,
         weak_texture_prob=weak_texture_prob,
+        disc_prob=disc_prob,
+        vignetting=vignetting,
     )
     if scene_near_m is not None or scene_far_m is not None:
         lo, hi = cfg.scene_range_m  # type: ignore[misc]

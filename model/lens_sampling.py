@@ -33,6 +33,10 @@ class LensSampling:
         stack_size: inclusive ``(S_min, S_max)`` frames per stack.
         min_focus_span_px: smallest spread ``x_f,max - x_f,min`` of a focus set, pixels.
         f_number_range: ``(min, max)`` f-number, drawn uniform (sets the focal length with ``K``).
+        far_focus_px: ``(min, max)`` pixels the farthest focus code ``K / d_f,max`` is drawn in
+            (log-uniform), or ``None``: anywhere on the axis that leaves room for the span.
+        focus_span_px: ``(min, max)`` pixels the focus set's spread ``x_f,max - x_f,min`` is drawn in
+            (uniform), or ``None``: ``min_focus_span_px`` to 10 pixels.
     """
 
     k_range: tuple[float, float] = (1.0, 12.0)
@@ -40,6 +44,8 @@ class LensSampling:
     stack_size: tuple[int, int] = (2, 8)
     min_focus_span_px: float = 1.0
     f_number_range: tuple[float, float] = (1.4, 8.0)
+    far_focus_px: tuple[float, float] | None = None
+    focus_span_px: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         k0, k1 = (float(v) for v in self.k_range)
@@ -56,6 +62,10 @@ class LensSampling:
             raise ValueError(f"min_focus_span_px must be in (0, {x1 - x0:g}), got {self.min_focus_span_px}")
         if not 0 < n0 <= n1:
             raise ValueError(f"f_number_range must be (min, max) with 0 < min <= max, got {self.f_number_range}")
+        for name in ("far_focus_px", "focus_span_px"):
+            v = getattr(self, name)
+            if v is not None and (len(v) != 2 or not 0 < float(v[0]) <= float(v[1]) < x1):
+                raise ValueError(f"{name} must be (min, max) pixels with 0 < min <= max < {x1:g}, got {v}")
 
 
 @dataclass(frozen=True)
@@ -107,9 +117,16 @@ def draw_lens_and_focus(rng: np.random.Generator, sampling: LensSampling, s: int
         s = int(rng.integers(sampling.stack_size[0], sampling.stack_size[1] + 1))
     k = float(math.exp(rng.uniform(math.log(sampling.k_range[0]), math.log(sampling.k_range[1]))))
     span_min = sampling.min_focus_span_px
-    xf_min = float(math.exp(rng.uniform(math.log(x_lo), math.log(max(x_lo * 1.01, 0.6 * (x_hi - span_min))))))
+    if sampling.far_focus_px is not None:
+        a, b = (max(x_lo, float(v)) for v in sampling.far_focus_px)
+        xf_min = float(math.exp(rng.uniform(math.log(a), math.log(max(a, b)))))
+    else:
+        xf_min = float(math.exp(rng.uniform(math.log(x_lo), math.log(max(x_lo * 1.01, 0.6 * (x_hi - span_min))))))
     xf_min = min(xf_min, x_hi - span_min)
-    span = float(rng.uniform(span_min, max(span_min, min(10.0, x_hi - xf_min))))
+    if sampling.focus_span_px is not None:
+        span = float(rng.uniform(*sampling.focus_span_px))
+    else:
+        span = float(rng.uniform(span_min, max(span_min, min(10.0, x_hi - xf_min))))
     xf_max = min(xf_min + span, x_hi)
     codes = _focus_codes(rng, int(s), xf_min, xf_max)
     focus_m = np.sort(k / codes)

@@ -12,6 +12,7 @@ beside them. A run restarted with the same ``out_dir`` resumes from ``last.pt``.
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import os
@@ -121,6 +122,9 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _lr_lambda(cfg.warmup_steps, cfg.steps))
         self.use_amp = bool(cfg.amp and self.device.type == "cuda")
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.ema: DAIFNet | None = None
+        if cfg.ema_decay > 0:
+            self.ema = copy.deepcopy(self.net).eval().requires_grad_(False)
         if cfg.resume:
             self._maybe_resume()
         self.model: torch.nn.Module = self.net
@@ -161,6 +165,8 @@ class Trainer:
             self.optimizer.load_state_dict(obj["optimizer"])
         if "scheduler" in obj:
             self.scheduler.load_state_dict(obj["scheduler"])
+        if self.ema is not None:
+            self.ema.load_state_dict(obj.get("ema_state_dict") or obj["state_dict"])
         self.step = int(obj.get("step", 0))
         self.best_abs_rel = float(obj.get("best_abs_rel", math.inf))
         log.info("resumed from %s at step %d", last, self.step)
@@ -191,10 +197,14 @@ class Trainer:
                 k_range=(float(cfg.k_range[0]), float(cfg.k_range[1])),
                 x_range=(self.net.config.x_lo_px, self.net.config.x_hi_px),
                 stack_size=(cfg.stack_size_min, cfg.stack_size_max),
+                far_focus_px=tuple(cfg.far_focus_px) if cfg.far_focus_px else None,
+                focus_span_px=tuple(cfg.focus_span_px) if cfg.focus_span_px else None,
             )
             common["weak_texture_prob"] = cfg.weak_texture
         elif cfg.weak_texture:
             common["weak_texture_prob"] = cfg.weak_texture
+        if cfg.data != "folder":
+            common.update(disc_prob=cfg.disc_prob, vignetting=cfg.vignetting)
         return data_mod.build_training_data(cfg.data, cfg.data_dir, **common)
 
     def _batches(self) -> Iterator[dict[str, torch.Tensor]]:
@@ -275,15 +285,77 @@ class Trainer:
         return self._val_cache
 
     @torch.no_grad()
+    def _update_ema(self) -> None:
+        """``ema <- d ema + (1 - d) net`` for the weights; buffers (batch-norm statistics) are copied."""
+        if self.ema is None:
+            return
+        d = self.cfg.ema_decay
+        for pe, p in zip(self.ema.parameters(), self.net.parameters()):
+            pe.mul_(d).add_(p.detach(), alpha=1.0 - d)
+        for be, b in zip(self.ema.buffers(), self.net.buffers()):
+            be.copy_(b)
+
+    @property
+    def eval_net(self) -> DAIFNet:
+        """The network that is validated and saved as ``best.pt``: the weight average when ``ema_decay`` is set."""
+        return self.ema if self.ema is not None else self.net
+
+    def _train_mode(self) -> None:
+        """Training mode; with ``freeze_bn`` the batch-norm layers stay in eval mode (their running
+        statistics are kept as loaded; their scale and shift still learn)."""
+        self.net.train()
+        if self.cfg.freeze_bn:
+            for m in self.net.modules():
+                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                    m.eval()
+
+    def _suite_stacks(self) -> list[tuple[torch.Tensor, torch.Tensor, float, np.ndarray]]:
+        """The ``val_suite`` folder's stacks as ``(images (1,S,3,H,W), focus (1,S), K, depth (H,W))``, read once."""
+        if not hasattr(self, "_suite_cache"):
+            from model.formats import find_stacks, read_stack
+            from model.optics import blur_per_dioptre_px
+
+            cache = []
+            for folder in find_stacks(Path(self.cfg.val_suite)):  # type: ignore[arg-type]
+                st = read_stack(folder)
+                if st.depth is None:
+                    continue
+                images = torch.from_numpy(np.ascontiguousarray(st.images, np.float32)).permute(0, 3, 1, 2)[None]
+                focus = torch.from_numpy(np.asarray(st.focus_m, np.float32))[None]
+                cache.append((images, focus, float(blur_per_dioptre_px(st.lens)), np.asarray(st.depth)))
+            if not cache:
+                raise ValueError(f"val_suite {self.cfg.val_suite}: no focal stacks with depth found")
+            self._suite_cache = cache
+        return self._suite_cache
+
+    @torch.no_grad()
+    def _validate_suite(self) -> dict[str, float]:
+        net = self.eval_net
+        net.eval()
+        rows = []
+        for images, focus, k, depth in self._suite_stacks():
+            kk = torch.tensor([k], dtype=torch.float32, device=self.device) if net.lens_aware else None
+            out = net(images.to(self.device), focus.to(self.device), kk)
+            try:
+                rows.append(depth_metrics(out.depth_m[0, 0].float().cpu().numpy(), depth))
+            except ValueError:
+                pass
+        self._train_mode()
+        return aggregate(rows) if rows else {}
+
+    @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        """Depth metrics on a fixed synthetic validation set (diagnostic only; not used for training)."""
+        """Depth metrics on a fixed validation set (diagnostic, or model selection with ``val_suite``; never
+        used as a training signal): the ``val_suite`` folder, else synthetic batches (with their re-rendering loss)."""
+        if self.cfg.val_suite:
+            return self._validate_suite()
         batches = self._val_set()
         if not batches:
             return {}
-        self.net.eval()
+        self.eval_net.eval()
         rows, recon = [], []
         for batch in batches:
-            outputs, losses = self.process_batch(batch, model=self.net)
+            outputs, losses = self.process_batch(batch, model=self.eval_net)
             recon.append(losses["recon"].item())
             if "depth" in batch:
                 gt = batch["depth"].numpy()
@@ -293,7 +365,7 @@ class Trainer:
                         rows.append(depth_metrics(pred[i, 0], gt[i, 0]))
                     except ValueError:
                         pass
-        self.net.train()
+        self._train_mode()
         res = aggregate(rows) if rows else {}
         res["recon"] = float(np.mean(recon))
         return res
@@ -315,20 +387,24 @@ class Trainer:
         self.writer.add_image("residual", (resid * 10).clamp(0, 1), self.step)
 
     def save(self, name: str = "last.pt", slim: bool = False) -> Path:
-        """Save a checkpoint in ``out_dir`` (atomic). ``slim`` leaves out the optimiser state."""
+        """Save a checkpoint in ``out_dir`` (atomic). ``slim`` (``best.pt``) leaves out the optimiser state and
+        holds :attr:`eval_net` (the weight average with ``ema_decay``); otherwise the raw weights plus the average."""
         path = self.out_dir / name
         if name == "last.pt":
             self._saved_step = self.step
+        extra: dict[str, Any] = {"best_abs_rel": self.best_abs_rel, "metrics": getattr(self, "last_metrics", {})}
+        if self.ema is not None and not slim:
+            extra["ema_state_dict"] = {k: v.detach().cpu() for k, v in self.ema.state_dict().items()}
         save_checkpoint(
             path,
-            self.net,
+            self.eval_net if slim else self.net,
             self.lens,
             self.focus_m,
             config=config_to_dict(self.cfg),
             step=self.step,
             optimizer=None if slim else self.optimizer.state_dict(),
             scheduler=None if slim else self.scheduler.state_dict(),
-            extra={"best_abs_rel": self.best_abs_rel, "metrics": getattr(self, "last_metrics", {})},
+            extra=extra,
         )
         return path
 
@@ -364,11 +440,17 @@ class Trainer:
             except ImportError:
                 log.warning("tensorboard is not installed: no TensorBoard logs (pip install tensorboard)")
         self._install_signal_handlers()
-        self.net.train()
+        self._train_mode()
         metrics: dict[str, float] = {}
         if self.step >= cfg.steps:
             log.info("already at step %d of %d", self.step, cfg.steps)
             return self.validate() if self.is_main else {}
+        if self.is_main and cfg.val_suite and self.best_abs_rel == math.inf:
+            start = self.validate()
+            log.info("step %d val (start) %s", self.step, {k: round(v, 4) for k, v in start.items()})
+            if start:
+                self.best_abs_rel = start["abs_rel"]
+                self.save("best.pt", slim=True)
         bar = tqdm(total=cfg.steps, initial=self.step, disable=not (self.progress and self.is_main), unit="step", dynamic_ncols=True)
         t0, n0 = time.time(), self.step
         batches = self._batches()
@@ -382,6 +464,7 @@ class Trainer:
                 self.scaler.step(self.optimizer)
                 self.scaler.update()
                 self.scheduler.step()
+                self._update_ema()
                 self.step += 1
                 bar.update(1)
                 if not torch.isfinite(losses["total"]):

@@ -170,3 +170,56 @@ def test_bind_lens_updates_a_refining_wrapper_s_lens_and_depth_range():
     k = blur_per_dioptre_px(CMOUNT)
     assert wrapper.lens is CMOUNT and inner.lens is CMOUNT
     assert wrapper.working_range_m == pytest.approx((k / 13.02, k / 0.5425), rel=1e-4)
+
+
+def test_focus_sets_can_be_drawn_where_real_sweeps_put_them():
+    s = LensSampling(k_range=(1.0, 10.0), far_focus_px=(0.8, 2.0), focus_span_px=(3.0, 7.0), stack_size=(3, 7))
+    rng = np.random.default_rng(1)
+    for _ in range(200):
+        d = draw_lens_and_focus(rng, s)
+        codes = np.sort(d.k / d.focus_m)
+        # the set lies in [x_far, x_far + span]; a one-per-bin draw may start up to one bin above x_far
+        assert 0.8 * (1 - 1e-9) <= codes[0] <= 2.0 + 7.0 / len(codes) + 1e-9
+        assert codes[-1] <= 2.0 + 7.0 + 1e-9 and codes[-1] - codes[0] <= 7.0 + 1e-9
+        assert codes[-1] >= 0.8 + 3.0 * (1 - 1 / len(codes)) - 1e-9
+    with pytest.raises(ValueError, match="focus_span_px"):
+        LensSampling(focus_span_px=(5.0, 2.0))
+
+
+def test_disc_rendered_and_vignetted_batches(tmp_path):
+    from model.data import SynthConfig, SyntheticStacks
+    from model.synth.noise import NO_NOISE
+
+    lens = LensProfile(0.05, 8.0, 12e-6)
+    base = dict(lens=lens, crop_hw=(32, 32), batch_size=2, seed=4, noise=NO_NOISE, augment=False)
+    gauss = SyntheticStacks(SynthConfig(**base)).make(0)
+    disc = SyntheticStacks(SynthConfig(**base, disc_prob=1.0)).make(0)
+    # same scene, same focus: only the PSF differs (disc vs Gaussian), and both are sharp where in focus
+    assert torch.equal(gauss["aif"], disc["aif"]) and torch.equal(gauss["focus_m"], disc["focus_m"])
+    assert disc["images"].shape == gauss["images"].shape == (2, 5, 3, 32, 32)
+    diff = (disc["images"] - gauss["images"]).abs().mean().item()
+    assert 1e-4 < diff < 0.1
+    vig = SyntheticStacks(SynthConfig(**base, vignetting=0.5)).make(0)
+    ratio = (vig["aif"] / gauss["aif"].clamp_min(1e-3))[gauss["aif"] > 0.05]
+    assert ratio.max().item() <= 1.0 + 1e-5 and ratio.min().item() < 0.97  # darker towards the corners only
+    with pytest.raises(ValueError, match="disc_prob"):
+        SynthConfig(**base, disc_prob=1.5)
+
+
+def test_freeze_bn_keeps_running_statistics_and_suite_validation_picks_best(tmp_path):
+    from model.eval_suite import make_suite
+    from model.train_config import TrainConfig
+    from model.trainer import Trainer
+
+    make_suite(tmp_path / "suite", "tune", per_family=1, progress=False)
+    cfg = TrainConfig(out_dir=str(tmp_path / "run"), lens_aware=True, width=4, depth=2, crop=32, batch_size=2,
+                      steps=2, num_workers=0, val_every=2, ckpt_every=2, image_every=100, stack_size_min=2,
+                      stack_size_max=3, max_psf_radius=8, warmup_steps=1, freeze_bn=True,
+                      val_suite=str(tmp_path / "suite"), far_focus_px=[0.8, 2.0], focus_span_px=[3.0, 7.0],
+                      disc_prob=0.5, vignetting=0.1)
+    tr = Trainer(cfg, progress=False)
+    stats = {k: v.clone() for k, v in tr.net.state_dict().items() if "running" in k}
+    metrics = tr.train()
+    assert all(torch.equal(stats[k], tr.net.state_dict()[k]) for k in stats)
+    assert metrics["stacks"] == 18 and 0 <= metrics["d1"] <= 1
+    assert (tmp_path / "run" / "best.pt").is_file()  # the start was validated and saved as the first best
