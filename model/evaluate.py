@@ -4,7 +4,9 @@ For stacks with ground-truth depth (depth.npy) it reports AbsRel, SqRel, RMSE, R
 metric depth (no scale alignment), plus AIF PSNR/SSIM where aif.png is known. --baseline adds a classical
 depth-from-focus baseline (per-pixel argmax of a focus measure, interpolated) on the same stacks.
 For stacks without ground truth it holds back each inner focus slice in turn, predicts from the others,
-re-renders the held-back slice from the prediction and reports how well it matches (PSNR, SSIM, L1).
+re-renders the held-back slice from the prediction through the stack's lens and reports how well it matches
+(PSNR, SSIM, L1), beside the same score for a classical reference (depth from focus and a sharpest-pixel
+composite AIF from the same kept slices, re-rendered the same way).
 --refine also scores the network's predictions after test-time refinement on each stack with ground truth (model.refine;
 about 40 s per 320x240 stack on two CPU cores), next to the network alone.
 
@@ -20,44 +22,140 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Sequence
 
-__all__ = ["evaluate_folder", "holdout_scores", "main"]
+if TYPE_CHECKING:
+    import numpy as np
+
+    from model.optics import ThinLensLike
+
+__all__ = ["classical_prediction", "evaluate_folder", "holdout_scores", "main", "render_slice"]
 
 
-def holdout_scores(runner, stack) -> dict[str, float]:
-    """Hold back each inner slice, predict from the rest, re-render it; mean PSNR/SSIM/L1 over slices."""
+def render_slice(aif: np.ndarray, depth_m: np.ndarray, focus_m: float, lens: ThinLensLike) -> np.ndarray:
+    """Render the slice focused at ``focus_m`` from an all-in-focus image and its depth (thin lens, Gaussian PSF).
+
+    The one re-rendering of the held-back evaluation: the network's prediction and the classical reference
+    both go through it, so they are judged through the same optics.
+
+    Args:
+        aif: ``(H, W, 3)`` all-in-focus image in [0, 1].
+        depth_m: ``(H, W)`` depth, metres (each > the focal length).
+        focus_m: focus distance of the slice to render, metres.
+        lens: the stack's lens (pixel pitch at the images' resolution).
+
+    Returns:
+        float32 ``(H, W, 3)``: each pixel blurred with ``sigma = c / (4 p)`` of its own depth
+        (:func:`model.optics.coc_sigma_px`), in the project's gather form (:func:`model.render.gauss_psf`).
+    """
     import numpy as np
     import torch
 
-    from model.metrics import psnr, ssim
     from model.optics import coc_sigma_px
     from model.render import capped_window_radius, gauss_psf
 
+    img = np.asarray(aif, np.float32)
+    depth = np.asarray(depth_m, np.float64)
+    if img.ndim != 3 or img.shape[-1] != 3 or depth.shape != img.shape[:2]:
+        raise ValueError(f"need aif (H, W, 3) and depth (H, W) of the same size, got {img.shape} and {depth.shape}")
+    sigma = np.asarray(coc_sigma_px(depth, float(focus_m), lens), np.float32)
+    sig_t = torch.from_numpy(sigma)[None, None]
+    img_t = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None]
+    with torch.no_grad():
+        out = gauss_psf(img_t, sig_t, radius=capped_window_radius(float(sig_t.max())))
+    return out[0].permute(1, 2, 0).numpy().astype(np.float32, copy=False)
+
+
+def classical_prediction(images: np.ndarray, focus_m: Sequence[float] | np.ndarray,
+                         window: int = 9) -> tuple[np.ndarray, np.ndarray]:
+    """The classical reference: depth from focus plus a sharpest-pixel composite all-in-focus image.
+
+    Args:
+        images: ``(S, H, W, 3)`` float in [0, 1], ``S >= 2``.
+        focus_m: ``(S,)`` focus distances, metres.
+        window: focus-measure window, pixels (odd), for both the depth and the composite.
+
+    Returns:
+        ``(depth_m (H, W) float32, aif (H, W, 3) float32)``: :func:`model.baseline_dff.depth_from_focus`, and
+        for each pixel the frame whose sum-modified-Laplacian focus measure is largest.
+    """
+    import numpy as np
+
+    from model.baseline_dff import depth_from_focus, focus_measure
+
+    imgs = np.asarray(images, np.float32)
+    depth = depth_from_focus(imgs, focus_m, window=window)
+    best = np.argmax(focus_measure(imgs, window), axis=0)  # (H, W)
+    aif = np.take_along_axis(imgs, best[None, :, :, None], axis=0)[0]
+    return np.asarray(depth, np.float32), aif
+
+
+def _image_scores(rendered: np.ndarray, ref: np.ndarray) -> dict[str, float]:
+    import numpy as np
+
+    from model.metrics import psnr, ssim
+
+    return {"psnr": psnr(rendered, ref), "ssim": ssim(rendered, ref), "l1": float(np.abs(rendered - ref).mean())}
+
+
+def holdout_scores(runner: Any, stack: Any, reference: bool = True, ignore_lens: bool = False) -> dict[str, dict[str, float]]:
+    """Hold back each inner slice, predict from the others, re-render it; mean PSNR (dB) / SSIM / L1 over slices.
+
+    For stacks without ground truth: a prediction is judged by how well the slice it was not shown, rendered
+    from its depth and AIF through the stack's optics (:func:`render_slice`), matches the real one. The inner
+    slices are those between the nearest and the farthest focus distance.
+
+    Args:
+        runner: a runner (:mod:`model.runners`). A lens-aware model is given the stack's lens
+            (:func:`model.runners.bind_lens`) unless it already holds it; a lens-specific one must match it
+            unless ``ignore_lens`` (its depth is then rendered through the stack's lens all the same).
+        stack: a :class:`model.formats.FocalStack` with focus distances and at least 3 frames.
+        reference: also score the classical reference (:func:`classical_prediction` on the same kept slices).
+        ignore_lens: see ``runner``.
+
+    Returns:
+        ``{"network": {"psnr", "ssim", "l1"}, "classical": {...}}`` (``classical`` only with ``reference``).
+
+    Raises:
+        ValueError: fewer than 3 frames, no focus distances, or a lens the model cannot take.
+    """
+    import numpy as np
+
+    from model.runners import bind_lens
+
     s = len(stack)
+    src = stack.path / "stack.json" if stack.path is not None else "stack"
     if s < 3:
-        raise ValueError(f"{stack.path}: held-back evaluation needs at least 3 frames, got {s}")
-    rows = []
-    for k in range(1, s - 1):
-        keep = [i for i in range(s) if i != k]
-        pred = runner.predict(stack.images[keep], stack.focus_m[keep])
-        sigma = coc_sigma_px(pred.depth_m.astype(np.float64), float(stack.focus_m[k]), runner.lens)
-        sig_t = torch.from_numpy(sigma.astype(np.float32))[None, None]
-        img_t = torch.from_numpy(pred.aif).permute(2, 0, 1)[None]
-        with torch.no_grad():
-            out = gauss_psf(img_t, sig_t, radius=capped_window_radius(float(sig_t.max())))
-        rendered = out[0].permute(1, 2, 0).numpy()
-        ref = stack.images[k]
-        rows.append({"psnr": psnr(rendered, ref), "ssim": ssim(rendered, ref), "l1": float(np.abs(rendered - ref).mean())})
-    return {key: float(np.mean([r[key] for r in rows])) for key in rows[0]}
+        raise ValueError(f"{src}: held-back evaluation needs at least 3 frames, got {s}")
+    if stack.focus_m is None:
+        raise ValueError(f"{src}: held-back evaluation needs the frames' focus distances")
+    if getattr(runner, "lens", None) != stack.lens:
+        bind_lens(runner, stack.lens, stack.focus_m, str(src), ignore_lens=ignore_lens)
+    net = getattr(getattr(getattr(runner, "inner", runner), "model", None), "net", None)
+    if getattr(net, "lens_aware", False) and runner.lens != stack.lens:
+        raise RuntimeError(f"{src}: the lens-aware model was not given the stack's lens")  # bind_lens's contract
+    order = [int(i) for i in np.argsort(stack.focus_m, kind="stable")]
+    rows: dict[str, list[dict[str, float]]] = {"network": [], "classical": []}
+    for k in order[1:-1]:
+        keep = [i for i in order if i != k]
+        images, focus = stack.images[keep], stack.focus_m[keep]
+        target, focus_k = stack.images[k], float(stack.focus_m[k])
+        pred = runner.predict(images, focus)
+        rows["network"].append(_image_scores(render_slice(pred.aif, pred.depth_m, focus_k, stack.lens), target))
+        if reference:
+            depth, aif = classical_prediction(images, focus)
+            rows["classical"].append(_image_scores(render_slice(aif, depth, focus_k, stack.lens), target))
+    return {name: {key: float(np.mean([r[key] for r in rs])) for key in rs[0]} for name, rs in rows.items() if rs}
 
 
 def evaluate_folder(data: Path, model: Path | None = None, runtime: str = "auto", baseline: bool = False,
                     ignore_lens: bool = False, device: str | None = None, refine: bool = False) -> dict[str, Any]:
     """Evaluate every stack under ``data``.
 
-    Returns ``{"model": {...}, "refined": {...}, "baseline": {...}, "aif": .., "per_stack": [...]}`` (``refined``
-    and its ``aif_refined`` only with ``refine``; ``baseline`` only with ``baseline``).
+    Returns ``{"model": {...}, "refined": {...}, "baseline": {...}, "aif": .., "heldout": {...},
+    "heldout_classical": {...}, "per_stack": [...]}`` (``refined`` and its ``aif_refined`` only with ``refine``;
+    ``baseline`` only with ``baseline``; the held-back scores for stacks without ground truth, see
+    :func:`holdout_scores`: the network's under ``heldout``, the classical reference's under ``heldout_classical``).
     """
     from tqdm import tqdm
 
@@ -75,7 +173,7 @@ def evaluate_folder(data: Path, model: Path | None = None, runtime: str = "auto"
 
         refiner = RefiningRunner(runner, device=device, progress=True)
     per_stack: list[dict[str, Any]] = []
-    keys = ("model", "aif", "refined", "aif_refined", "baseline", "heldout")
+    keys = ("model", "aif", "refined", "aif_refined", "baseline", "heldout", "heldout_classical")
     rows: dict[str, list[dict[str, float]]] = {k: [] for k in keys}
 
     def record(row: dict[str, Any], key: str, scores: dict[str, float]) -> None:
@@ -101,7 +199,9 @@ def evaluate_folder(data: Path, model: Path | None = None, runtime: str = "auto"
 
                 record(row, "baseline", depth_metrics(depth_from_focus(st.images, st.focus_m), st.depth))
         else:
-            record(row, "heldout", holdout_scores(runner, st))
+            held = holdout_scores(runner, st, ignore_lens=ignore_lens)
+            record(row, "heldout", held["network"])
+            record(row, "heldout_classical", held["classical"])
         per_stack.append(row)
     result: dict[str, Any] = {"runtime": runner.name, "stacks": len(stacks), "per_stack": per_stack}
     for key, key_rows in rows.items():
@@ -129,8 +229,12 @@ def format_table(result: dict[str, Any]) -> str:
         lines.append(f"AIF after refine: PSNR {r['aif_psnr']:.2f} dB, SSIM {r['aif_ssim']:.4f}")
     if "heldout" in result:
         h = result["heldout"]
-        lines.append(f"held-back slices re-rendered: PSNR {h['psnr']:.2f} dB, SSIM {h['ssim']:.4f}, L1 {h['l1']:.4f} "
-                     f"({int(h['stacks'])} stacks without ground truth)")
+        lines.append(f"held-back slices re-rendered ({int(h['stacks'])} stacks without ground truth):")
+        labels = {"heldout": "DAIF-Net", "heldout_classical": "depth-from-focus + sharpest-pixel AIF"}
+        for name in ("heldout", "heldout_classical"):
+            if name in result:
+                r = result[name]
+                lines.append(f"  {labels[name]:<38} PSNR {r['psnr']:.2f} dB, SSIM {r['ssim']:.4f}, L1 {r['l1']:.4f}")
     return "\n".join(lines)
 
 
