@@ -1,8 +1,9 @@
 """Focus-sweeping capture and on-board metric depth (DAIF-Net depth from defocus).
 
-Sweeps a motorised-focus camera over the focus distances the model was trained for (alternating
-direction, waiting for the lens to settle), aligns the frames for focus breathing, and predicts metric
-depth, an all-in-focus image and a confidence map for every stack. Capture and inference run
+Sweeps a motorised-focus camera over the focus distances the model was trained for, or with
+--range NEAR FAR over distances planned from the lens for that working range (alternating direction,
+waiting for the lens to settle), aligns the frames for focus breathing, and predicts metric depth, an
+all-in-focus image and a confidence map for every stack. Capture and inference run
 concurrently. With no camera attached the simulated camera is used, so everything runs anywhere.
 
 examples:
@@ -10,6 +11,7 @@ examples:
   python -m device.capture --live                      live view: a window, or a page on 127.0.0.1:8000
   python -m device.capture --live --record rec/        ... and record every stack (focal-stack/1)
   python -m device.capture --camera picamera2 --lens lens.json --model mine.pt --live
+  python -m device.capture --camera picamera2 --lens lens.json --range 0.3 2 --live   focus planned for 0.3-2 m
   python -m device.capture --camera jetson --camera-opt vcm=ak7375 --model mine.engine --live
 
 outputs:
@@ -56,6 +58,8 @@ class CaptureConfig:
     model: Path | None = None
     runtime: str = "auto"
     count: int | None = None
+    range_m: tuple[float, float] | None = None
+    plan_frames: int | None = None
     out: Path | None = None
     record: Path | None = None
     sliding: bool = False
@@ -82,6 +86,11 @@ def parse_args(argv: list[str] | None = None) -> CaptureConfig:
     p.add_argument("--runtime", choices=RUNTIMES, default="auto",
                    help="inference runtime (auto: a TensorRT engine, then onnxruntime, then PyTorch: the --model file first, then X.engine / X.onnx / X.pt beside it)")
     p.add_argument("--count", type=int, help="stop after N predicted stacks")
+    p.add_argument("--range", type=float, nargs=2, default=None, metavar=("NEAR", "FAR"),
+                   help="working range in metres: sweep focus distances planned from the lens for it "
+                        "(model.sweep_plan; printed with the lens's warnings) instead of the model's own")
+    p.add_argument("--plan-frames", type=int, default=None, metavar="N",
+                   help="frames per stack for --range (default: as many as the model's focus distances)")
     p.add_argument("--out", type=Path, help="save predictions here (depth.npy, aif.png, confidence.npy, depth.png)")
     p.add_argument("--record", type=Path, help="record every captured stack here as focal-stack/1 folders")
     p.add_argument("--sliding", action="store_true", help="sliding window: a new stack with every frame")
@@ -102,6 +111,12 @@ def parse_args(argv: list[str] | None = None) -> CaptureConfig:
         raise UsageError(f"--queue must be >= 1, got {a.queue}")
     if a.retries is not None and a.retries < 0:
         raise UsageError(f"--retries must be >= 0, got {a.retries}")
+    if a.range is not None and not (all(math.isfinite(x) and x > 0 for x in a.range) and a.range[1] > a.range[0]):
+        raise UsageError(f"--range NEAR FAR must be metres with 0 < NEAR < FAR, got {a.range[0]:g} {a.range[1]:g}")
+    if a.plan_frames is not None and a.range is None:
+        raise UsageError("--plan-frames needs --range NEAR FAR")
+    if a.plan_frames is not None and not 2 <= a.plan_frames <= 64:
+        raise UsageError(f"--plan-frames must be between 2 and 64, got {a.plan_frames}")
     if a.lens is not None and not a.lens.is_file():
         raise UsageError(f"{a.lens}: lens profile not found")
     if a.model is not None and not a.model.exists():
@@ -117,6 +132,7 @@ def parse_args(argv: list[str] | None = None) -> CaptureConfig:
     opts = parse_options(a.camera_opt, "--camera-opt")
     return CaptureConfig(
         live=a.live, camera=a.camera, camera_opts=opts, lens=a.lens, model=a.model, runtime=a.runtime, count=a.count,
+        range_m=None if a.range is None else (float(a.range[0]), float(a.range[1])), plan_frames=a.plan_frames,
         out=a.out, record=a.record, sliding=a.sliding, align=not a.no_align, display=a.display, port=a.port,
         queue_size=a.queue, retries=a.retries, ignore_lens=a.ignore_lens, confidence=not a.no_confidence, verbose=a.verbose,
     )
@@ -155,6 +171,7 @@ def run(cfg: CaptureConfig) -> int:
     """Run the tool with ``cfg``; returns the exit code."""
     setup_logging(cfg.verbose)
     from device.cameras import CameraError, CameraNotFoundError, detect_camera, open_camera
+    from device.focus_plan import plan_capture_focus
     from device.live import LiveServer, LiveState, LiveWindow, gui_available
     from device.pipeline import Pipeline, PipelineConfig, summary_line
     from device.recorder import PredictionWriter, StackRecorder
@@ -171,6 +188,9 @@ def run(cfg: CaptureConfig) -> int:
     kind = detect_camera() if cfg.camera == "auto" else cfg.camera
     if cfg.camera == "auto":
         log.info("camera: %s (auto-detected; --camera sim forces the simulated camera)", kind)
+    if cfg.range_m is not None and kind != "sim" and lens is None:
+        raise UsageError(f"--range plans the focus sweep from the lens profile: give the {kind} camera's --lens "
+                         "(python -m calibration)")
     opts = dict(cfg.camera_opts)
     if kind == "sim":
         cam_lens = lens if lens is not None else runner.lens
@@ -204,11 +224,24 @@ def run(cfg: CaptureConfig) -> int:
             rec_lens = cam_for_check.scaled_to(size)
         except ValueError as e:
             log.warning("%s", e)
+    test = None  # the camera's lens as the model sees it (at the inference size)
     if cam_lens is not None:
         test = rec_lens.scaled_to(infer_size) if infer_size is not None and rec_lens.image_size is not None else rec_lens
+    focus_m = list(runner.focus_m)
+    plan = None
+    if cfg.range_m is not None and test is not None:  # (a camera without a lens profile was refused above)
+        try:
+            plan = plan_capture_focus(test, cfg.range_m[0], cfg.range_m[1], cfg.plan_frames or len(focus_m), camera=first)
+        except ValueError:
+            first.close()
+            raise
+        focus_m = plan.focus_m  # what the camera sweeps and the model is given
+        for line in plan.lines():
+            print(line, file=sys.stderr, flush=True)
+    if test is not None:
         try:
             # a lens-aware model takes the camera's lens; a lens-specific one must match it
-            bind_lens(runner, test, runner.focus_m, source=f"{kind} camera ({cfg.lens or 'lens profile'})",
+            bind_lens(runner, test, focus_m, source=f"{kind} camera ({cfg.lens or 'lens profile'})",
                       ignore_lens=cfg.ignore_lens)
         except ValueError:
             first.close()
@@ -222,11 +255,16 @@ def run(cfg: CaptureConfig) -> int:
         return open_camera(kind, lens=cam_lens, **opts)
 
     near_m, far_m = working_range_of(runner)
+    if plan is not None:  # the depths the model predicts for this lens are known once it has the lens
+        checked = plan.against_model((near_m, far_m))
+        for w in checked.warnings[len(plan.warnings):]:
+            print(f"warning: {w}", file=sys.stderr, flush=True)
+        plan = checked
     retries = cfg.retries if cfg.retries is not None else (None if cfg.live else 5)
     recorder = StackRecorder(cfg.record, rec_lens) if cfg.record is not None else None
     writer = PredictionWriter(cfg.out, near_m, far_m) if cfg.out is not None else None
     pipe = Pipeline(
-        factory, runner,
+        factory, runner, focus_m=focus_m,
         sweep=SweepConfig(mode="sliding" if cfg.sliding else "stack", align=cfg.align),
         config=PipelineConfig(queue_size=cfg.queue_size, drop=cfg.live, max_stacks=cfg.count, infer_size=infer_size,
                               max_retries=retries),
@@ -250,7 +288,7 @@ def run(cfg: CaptureConfig) -> int:
             print(f"live view: {server.url}  (Ctrl-C to stop)", file=sys.stderr, flush=True)
 
     print(f"camera {kind} {size[0]}x{size[1]}, runtime {runtime_name}, focus "
-          + ", ".join(f"{f:g}" for f in runner.focus_m) + " m"
+          + ", ".join(f"{f:.4g}" for f in focus_m) + " m" + (" (planned)" if plan is not None else "")
           + (", sliding window" if cfg.sliding else ""), file=sys.stderr, flush=True)
     n_done = 0
     last_log = time.monotonic()
@@ -275,7 +313,8 @@ def run(cfg: CaptureConfig) -> int:
                 snap = pipe.stats.snapshot()
                 if writer is not None:
                     writer.save(r.depth_m, r.aif, r.confidence, images=r.stack.images, focus_m=r.stack.focus_m,
-                                metadata={"camera": kind, "runtime": runtime_name})
+                                metadata={"camera": kind, "runtime": runtime_name,
+                                          **({"focus_plan": plan.to_dict()} if plan is not None else {})})
                 if state is not None:
                     state.update(r.depth_m, r.aif, r.confidence, snap, list(r.stack.focus_m))
                 if window is not None:

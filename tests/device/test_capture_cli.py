@@ -53,6 +53,9 @@ def test_help_does_not_import_torch():
     (["--camera-opt", "size=640"], "expected WIDTHxHEIGHT in pixels, e.g. size=640x480"),
     (["--out", "/tmp/x-capture-same", "--record", "/tmp/x-capture-same/rec"], "overlap"),
     (["--port", "70000"], "--port"),
+    (["--range", "2", "1"], "--range NEAR FAR must be metres with 0 < NEAR < FAR"),
+    (["--plan-frames", "3"], "--plan-frames needs --range"),
+    (["--range", "1", "4", "--plan-frames", "1"], "--plan-frames must be between 2 and 64"),
 ])
 def test_bad_input_exits_2_with_one_line(args, msg):
     r = _run(args)
@@ -150,3 +153,74 @@ def test_live_page_is_served_and_sigterm_stops_cleanly(tiny_checkpoint, tmp_path
     for f in find_stacks(rec):  # every recorded stack is complete
         assert read_stack(f).images.shape[0] == 5
     assert not [q for q in rec.iterdir() if q.name.startswith(".")]
+
+
+def _spy_on_model_input(monkeypatch) -> list[list[float]]:
+    """Record the focus distances every runner made by ``device.capture`` is given with each stack."""
+    import model.runners as runners
+
+    seen: list[list[float]] = []
+    real = runners.create_runner
+
+    def spy(*a, **k):
+        r = real(*a, **k)
+        predict = r.predict
+
+        def recording(images, focus_m):
+            seen.append([float(f) for f in focus_m])
+            return predict(images, focus_m)
+
+        r.predict = recording
+        return r
+
+    monkeypatch.setattr(runners, "create_runner", spy)
+    return seen
+
+
+def test_range_plans_the_sweep_and_those_distances_reach_the_model(tiny_checkpoint, tmp_path, monkeypatch, capsys):
+    """``--range 1.2 4 --plan-frames 4``: the plan is printed (distances and LensPosition values), the camera
+    sweeps it (recorded stacks), the model is given it, and prediction.json says so."""
+    from device.cameras.simulated import default_lens
+    from device.capture import main
+    from model.sweep_plan import plan_focus_distances
+
+    seen = _spy_on_model_input(monkeypatch)
+    out, rec = tmp_path / "out", tmp_path / "rec"
+    code = main(FAST + ["--model", str(tiny_checkpoint), "--range", "1.2", "4", "--plan-frames", "4", "--count", "2",
+                        "--out", str(out), "--record", str(rec)])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    # the model sees 320x240 (the sim camera's 80x60 frames are upscaled to its size): plan for that lens
+    want = plan_focus_distances(default_lens(), 1.2, 4.0, 4).focus_m
+    assert "sweep plan for 1.2-4 m, 4 frames: focus " + ", ".join(f"{f:.3g}" for f in want) + " m (LensPosition " in err
+    assert "(planned)" in err
+    assert len(seen) == 2 and all(np.allclose(s, want, rtol=1e-5) for s in seen)
+    for f in find_stacks(rec):
+        assert np.allclose(read_stack(f).focus_m, want, rtol=1e-5)
+    meta = json.loads((out / "stack_000000" / "prediction.json").read_text())
+    assert meta["focus_plan"]["range_m"] == [1.2, 4.0] and np.allclose(meta["focus_plan"]["focus_m"], want)
+
+
+def test_without_range_the_model_focus_distances_are_swept(tiny_checkpoint, tmp_path, monkeypatch, capsys):
+    from device.capture import main
+
+    seen = _spy_on_model_input(monkeypatch)
+    assert main(FAST + ["--model", str(tiny_checkpoint), "--count", "1"]) == 0
+    assert np.allclose(seen[0], [1.0, 1.5, 2.5, 4.0, 6.0], rtol=1e-5) and "sweep plan" not in capsys.readouterr().err
+
+
+def test_range_beyond_the_lens_and_the_model_prints_their_warnings(tiny_checkpoint, tmp_path, capsys):
+    from device.capture import main
+
+    code = main(FAST + ["--model", str(tiny_checkpoint), "--range", "1", "40", "--count", "1"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "warning: the lens cannot tell depths apart over" in err and "What helps" in err
+    assert "warning: the model predicts depth only in 0.5-12 m" in err
+
+
+def test_range_the_camera_cannot_focus_exits_2_with_one_line(tiny_checkpoint):
+    r = _run(FAST + ["--model", str(tiny_checkpoint), "--camera-opt", "control_range=[0,2]", "--range", "0.2", "1",
+                     "--count", "1"])
+    assert r.returncode == 2 and "needs focus at" in r.stderr and "0.5 m to infinity" in r.stderr
+    assert "Traceback" not in r.stderr
