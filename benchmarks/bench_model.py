@@ -2,7 +2,9 @@
 
 Training step (forward, re-render, losses, backward) at B x 5 x H x W with this package's gather-form PSF
 renderer against the same step with the naive ``F.unfold`` renderer (K^2 copies of the image). Inference
-latency for one 5-frame stack (network only, and network + physics check). Medians over --repeats runs.
+latency for one 5-frame stack (network only, and network + physics check), and the lens-aware network (blur
+coding, the shipped model's) against the lens-specific one it was converted from (inverse-depth coding, same
+weights), timed alternately in the same run. Medians over --repeats runs.
 
 usage: python benchmarks/bench_model.py [--size 128] [--batch 4] [--repeats 5] [--device cpu|cuda] [--threads N]
 """
@@ -52,7 +54,7 @@ def main() -> int:
     from model.confidence import confidence_from_residual
     from model.lens import LensProfile
     from model.losses import LossWeights
-    from model.network import DAIFNet, NetConfig
+    from model.network import DAIFNet, NetConfig, lens_aware_config
     from model.optics import defocus_sigma_map
     from model.trainer import Trainer, default_lens_path
 
@@ -117,6 +119,22 @@ def main() -> int:
     t_net = _median_time(lambda: infer(None), args.repeats, sync)
     t_chk = _median_time(lambda: infer("ours"), args.repeats, sync)
     print(f"  {'network only':<36}{t_net * 1e3:>10.1f} ms")
+    aware = DAIFNet(lens_aware_config(net.config, lens)).to(dev).eval()
+    aware.load_state_dict(net.state_dict())
+    aware.set_lens(lens)
+    times: dict[str, list[float]] = {"specific": [], "aware": []}
+    for _ in range(max(3, args.repeats)):  # alternate, so load on the machine hits both alike
+        for name, m in (("specific", net), ("aware", aware)):
+            with torch.inference_mode():
+                m(xs, focus)  # warm
+                sync()
+                t = time.perf_counter()
+                m(xs, focus)
+                sync()
+            times[name].append(time.perf_counter() - t)
+    t_spec, t_aware = statistics.median(times["specific"]), statistics.median(times["aware"])
+    print(f"  {'lens-specific network (baseline)':<36}{t_spec * 1e3:>10.1f} ms")
+    print(f"  {'lens-aware network (shipped coding)':<36}{t_aware * 1e3:>10.1f} ms   ratio aware/specific {t_aware / t_spec:.2f}x (target <= 1.3x)")
     print(f"  {'network + physics check (ours)':<36}{t_chk * 1e3:>10.1f} ms")
     with torch.inference_mode():
         out = net(xs, focus)

@@ -216,10 +216,20 @@ def test_freeze_bn_keeps_running_statistics_and_suite_validation_picks_best(tmp_
                       steps=2, num_workers=0, val_every=2, ckpt_every=2, image_every=100, stack_size_min=2,
                       stack_size_max=3, max_psf_radius=8, warmup_steps=1, freeze_bn=True,
                       val_suite=str(tmp_path / "suite"), far_focus_px=[0.8, 2.0], focus_span_px=[3.0, 7.0],
-                      disc_prob=0.5, vignetting=0.1)
+                      disc_prob=0.5, vignetting=0.1, ema_decay=0.5)
     tr = Trainer(cfg, progress=False)
     stats = {k: v.clone() for k, v in tr.net.state_dict().items() if "running" in k}
     metrics = tr.train()
     assert all(torch.equal(stats[k], tr.net.state_dict()[k]) for k in stats)
     assert metrics["stacks"] == 18 and 0 <= metrics["d1"] <= 1
     assert (tmp_path / "run" / "best.pt").is_file()  # the start was validated and saved as the first best
+    # the weight average is what is validated; last.pt keeps raw weights and the average, and resumes both
+    raw, avg = tr.net.state_dict(), tr.ema.state_dict()
+    assert any(not torch.equal(raw[k], avg[k]) for k in raw if "weight" in k)
+    from model.checkpoint import read_checkpoint
+
+    ck = read_checkpoint(tmp_path / "run" / "last.pt")
+    assert all(torch.equal(ck["ema_state_dict"][k], avg[k].cpu()) for k in avg)
+    cfg.steps = 3
+    tr2 = Trainer(cfg, progress=False)
+    assert tr2.step == 2 and all(torch.equal(tr2.ema.state_dict()[k], avg[k]) for k in avg)
