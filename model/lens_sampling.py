@@ -37,6 +37,11 @@ class LensSampling:
             (log-uniform), or ``None``: anywhere on the axis that leaves room for the span.
         focus_span_px: ``(min, max)`` pixels the focus set's spread ``x_f,max - x_f,min`` is drawn in
             (uniform), or ``None``: ``min_focus_span_px`` to 10 pixels.
+        far_scene_prob: probability that the whole scene lies beyond the farthest focus (codes
+            ``0.4-0.6`` to ``0.8-0.95`` times the farthest focus code: a background a few metres behind the
+            last focus distance, where blur differences are sub-pixel).
+        near_scene_prob: probability that the whole scene lies around and before the nearest focus (codes
+            ``0.7-0.9`` to ``1.3-1.8`` times the nearest focus code).
     """
 
     k_range: tuple[float, float] = (1.0, 12.0)
@@ -46,6 +51,8 @@ class LensSampling:
     f_number_range: tuple[float, float] = (1.4, 8.0)
     far_focus_px: tuple[float, float] | None = None
     focus_span_px: tuple[float, float] | None = None
+    far_scene_prob: float = 0.0
+    near_scene_prob: float = 0.0
 
     def __post_init__(self) -> None:
         k0, k1 = (float(v) for v in self.k_range)
@@ -62,6 +69,9 @@ class LensSampling:
             raise ValueError(f"min_focus_span_px must be in (0, {x1 - x0:g}), got {self.min_focus_span_px}")
         if not 0 < n0 <= n1:
             raise ValueError(f"f_number_range must be (min, max) with 0 < min <= max, got {self.f_number_range}")
+        if not (0 <= self.far_scene_prob <= 1 and 0 <= self.near_scene_prob <= 1 and self.far_scene_prob + self.near_scene_prob <= 1):
+            raise ValueError(f"far_scene_prob and near_scene_prob must be probabilities summing to at most 1, "
+                             f"got {self.far_scene_prob}, {self.near_scene_prob}")
         for name in ("far_focus_px", "focus_span_px"):
             v = getattr(self, name)
             if v is not None and (len(v) != 2 or not 0 < float(v[0]) <= float(v[1]) < x1):
@@ -133,6 +143,15 @@ def draw_lens_and_focus(rng: np.random.Generator, sampling: LensSampling, s: int
     # the scene: a margin of blur beyond the focus codes on either side (far backgrounds, near objects)
     xs_lo = max(x_lo, xf_min - rng.uniform(0.3, 4.0))
     xs_hi = min(x_hi, xf_max + rng.uniform(0.3, 4.0))
+    if sampling.far_scene_prob > 0 or sampling.near_scene_prob > 0:
+        mode = rng.random()
+        lo_code, hi_code = float(codes.min()), float(codes.max())
+        if mode < sampling.far_scene_prob:
+            xs_lo = max(x_lo, lo_code * rng.uniform(0.4, 0.6))
+            xs_hi = max(xs_lo * 1.05, lo_code * rng.uniform(0.8, 0.95))
+        elif mode < sampling.far_scene_prob + sampling.near_scene_prob:
+            xs_hi = min(x_hi, hi_code * rng.uniform(1.3, 1.8))
+            xs_lo = min(xs_hi / 1.05, hi_code * rng.uniform(0.7, 0.9))
     scene = (k / xs_hi, k / xs_lo)
     working = (k / x_hi, k / x_lo)
     f = float(focus_m[0]) * rng.uniform(0.01, 0.1)

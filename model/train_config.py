@@ -33,6 +33,9 @@ class TrainConfig:
     # (uniform); null: anywhere on the network's axis (model.lens_sampling.LensSampling)
     far_focus_px: list[float] | None = None
     focus_span_px: list[float] | None = None
+    # share of batches whose whole scene lies beyond the farthest focus / around the nearest focus
+    far_scene_prob: float = 0.0
+    near_scene_prob: float = 0.0
     disc_prob: float = 0.0  # share of batches rendered by the layered uniform-disc renderer (occlusion)
     vignetting: float = 0.0  # largest corner fall-off of a random vignette (0.2 = 20 %)
 
@@ -106,6 +109,9 @@ class TrainConfig:
             v = getattr(self, name)
             if v is not None and (len(v) != 2 or not 0 < v[0] <= v[1]):
                 raise ValueError(f"{name} must be [min, max] pixels with 0 < min <= max, got {v}")
+        if not (0 <= self.far_scene_prob <= 1 and 0 <= self.near_scene_prob <= 1
+                and self.far_scene_prob + self.near_scene_prob <= 1):
+            raise ValueError("far_scene_prob and near_scene_prob must be probabilities summing to at most 1")
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if not 0 <= self.disc_prob <= 1:

@@ -6,7 +6,8 @@ compare it with the input. No depth or AIF ground truth is used for training (sy
 depth only for the validation numbers).
 
 Checkpoints (``last.pt`` every ``ckpt_every`` steps and on Ctrl-C/SIGTERM, ``best.pt`` by validation
-AbsRel) are atomic and carry the lens, the focus distances and the config; ``config.yaml`` is written
+AbsRel, or when fine-tuning on your own stacks with ``holdout_every`` by the re-rendering loss of the
+stacks held back) are atomic and carry the lens, the focus distances and the config; ``config.yaml`` is written
 beside them. A run restarted with the same ``out_dir`` resumes from ``last.pt``.
 """
 
@@ -37,9 +38,12 @@ from model.network import DAIFNet, NetConfig, lens_aware_config
 from model.optics import defocus_sigma_map, working_range_m
 from model.train_config import TrainConfig
 
-__all__ = ["Trainer", "default_lens_path", "ignore_stop_signals"]
+__all__ = ["Trainer", "default_lens_path", "ignore_stop_signals", "holdout_indices", "time_estimate"]
 
 log = logging.getLogger(__name__)
+
+#: steps timed for the time estimate, after the first (which includes start-up)
+_ETA_STEPS = 3
 
 
 def default_lens_path() -> Path:
@@ -68,18 +72,69 @@ def ignore_stop_signals(worker_id: int = 0) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
+def holdout_indices(n: int, every: int) -> list[int]:
+    """Which of ``n`` stacks (sorted by path) are held back for validation: 1 in ``every``, at least one
+    when ``n >= 2``, spread evenly; none when ``every`` is 0 or ``n < 2``."""
+    if every <= 0 or n < 2:
+        return []
+    k = max(1, n // every)
+    return sorted({min(n - 1, int((j + 0.5) * n / k)) for j in range(k)})
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def time_estimate(steps: int, s_per_step: float, resumed_at: int = 0) -> str:
+    """``"2,000 steps, about 3.8 h at 6.9 s/step on this machine"`` (``steps`` still to run)."""
+    left = f" (from step {resumed_at:,})" if resumed_at else ""
+    return f"{steps:,} steps{left}, about {_duration(steps * s_per_step)} at {s_per_step:.3g} s/step on this machine"
+
+
+class _SomeStacks(torch.utils.data.Dataset):
+    """Items ``index`` of a stack dataset (:class:`model.data.FolderStacks`), for :class:`model.data.RandomBatches`."""
+
+    def __init__(self, ds: Any, index: list[int]) -> None:
+        self.ds, self.index = ds, list(index)
+        self.stack_sizes = [ds.stack_sizes[i] for i in self.index]
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return self.ds[self.index[i]]
+
+    def set_epoch(self, epoch: int) -> None:
+        self.ds.set_epoch(epoch)
+
+
 class Trainer:
     """Builds the network, data, optimiser and logging from a :class:`TrainConfig` and trains.
 
     Args:
         cfg: the run's config (validated here).
         progress: show a progress bar (rank 0 only).
+        holdout_every: with ``data: folder`` (fine-tuning on your own stacks), hold back 1 in N of the
+            stacks (at least one of two or more; :func:`holdout_indices`) from training: their
+            re-rendering loss (self-supervised, no depth needed) is validated at the start and every
+            ``val_every`` steps and chooses ``best.pt`` (the start weights until a step beats them;
+            :meth:`holdout_report`). 0: train on every stack. Not with ``val_suite`` (that chooses then).
     """
 
-    def __init__(self, cfg: TrainConfig, progress: bool = True) -> None:
+    def __init__(self, cfg: TrainConfig, progress: bool = True, holdout_every: int = 0) -> None:
         cfg.validate()
+        if isinstance(holdout_every, bool) or not isinstance(holdout_every, int) or holdout_every < 0 or holdout_every == 1:
+            raise ValueError(f"holdout_every must be 0 (none) or a whole number >= 2 (1 in N stacks held back), got {holdout_every!r}")
         self.cfg = cfg
         self.progress = progress
+        self.holdout_every = holdout_every if cfg.data == "folder" and not cfg.val_suite else 0
+        self.holdout_start: tuple[int, float] | None = None  # (step, held-back re-rendering loss) where validation began
+        self.holdout_best: tuple[int, float] | None = None  # (step, loss) of best.pt
+        self.holdout_last: tuple[int, float] | None = None  # the latest validation
         self.out_dir = Path(cfg.out_dir)
         self._setup_distributed()
         self.device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -169,6 +224,9 @@ class Trainer:
             self.ema.load_state_dict(obj.get("ema_state_dict") or obj["state_dict"])
         self.step = int(obj.get("step", 0))
         self.best_abs_rel = float(obj.get("best_abs_rel", math.inf))
+        ho = obj.get("holdout") or {}
+        if self.holdout_every and ho.get("start"):
+            self.holdout_start, self.holdout_best = tuple(ho["start"]), tuple(ho.get("best") or ho["start"])  # type: ignore[assignment]
         log.info("resumed from %s at step %d", last, self.step)
 
     def _dataset(self, seed: int):
@@ -190,6 +248,12 @@ class Trainer:
             scene_far_m=cfg.scene_far_m,
             working_range_m=self.net.working_range_m(),
         )
+        if cfg.data == "folder" and self.holdout_every:  # the held-back stacks are not trained on
+            ds = data_mod.build_training_data(cfg.data, cfg.data_dir, **common)
+            held = set(self._held_back())
+            keep = [i for i in range(len(ds.dataset)) if i not in held]
+            return data_mod.RandomBatches(_SomeStacks(ds.dataset, keep), cfg.batch_size,
+                                          (cfg.stack_size_min, cfg.stack_size_max), seed=seed)
         if cfg.lens_aware and cfg.data == "synthetic":
             from model.lens_sampling import LensSampling
 
@@ -199,6 +263,8 @@ class Trainer:
                 stack_size=(cfg.stack_size_min, cfg.stack_size_max),
                 far_focus_px=tuple(cfg.far_focus_px) if cfg.far_focus_px else None,
                 focus_span_px=tuple(cfg.focus_span_px) if cfg.focus_span_px else None,
+                far_scene_prob=cfg.far_scene_prob,
+                near_scene_prob=cfg.near_scene_prob,
             )
             common["weak_texture_prob"] = cfg.weak_texture
         elif cfg.weak_texture:
@@ -272,6 +338,33 @@ class Trainer:
 
     # ------------------------------------------------------------------ validation, logging, saving
 
+    def _held_back(self) -> list[int]:
+        """Indices (in :func:`model.formats.find_stacks` order) of the folder stacks held back for validation."""
+        if not hasattr(self, "_held_cache"):
+            from model.formats import find_stacks
+
+            folders = find_stacks(self.cfg.data_dir)  # type: ignore[arg-type]
+            self._held_cache = holdout_indices(len(folders), self.holdout_every)
+            self.holdout_stacks = [str(folders[i]) for i in self._held_cache]
+            self._n_stacks = len(folders)
+        return self._held_cache
+
+    def _holdout_batches(self) -> list[dict[str, torch.Tensor]]:
+        """Fixed crops (no augmentation) of the held-back stacks, ``max(val_stacks, held)`` of them, one per batch."""
+        from model.data import FolderStacks, collate_stacks
+
+        cfg = self.cfg
+        held = self._held_back()
+        if not held:
+            return []
+        ds = FolderStacks(cfg.data_dir, self.lens, (cfg.crop, cfg.crop),  # type: ignore[arg-type]
+                          frames=list(self.focus_m) if cfg.focus_mode == "fixed" else "all", augment=False, seed=987654321)
+        out = []
+        for j in range(max(cfg.val_stacks, len(held))):
+            ds.set_epoch(j // len(held))  # another crop of each stack in each round
+            out.append(collate_stacks([ds[held[j % len(held)]]]))
+        return out
+
     def _val_set(self) -> list[dict[str, torch.Tensor]]:
         if not hasattr(self, "_val_cache"):
             cfg = self.cfg
@@ -280,6 +373,8 @@ class Trainer:
                 ds = self._dataset(seed=987654321)
                 it = iter(ds)
                 self._val_cache = [next(it) for _ in range(n_batches)]
+            elif self.holdout_every:
+                self._val_cache = self._holdout_batches()
             else:
                 self._val_cache = []
         return self._val_cache
@@ -393,6 +488,10 @@ class Trainer:
         if name == "last.pt":
             self._saved_step = self.step
         extra: dict[str, Any] = {"best_abs_rel": self.best_abs_rel, "metrics": getattr(self, "last_metrics", {})}
+        if self.holdout_start is not None:
+            self._held_back()
+            extra["holdout"] = {"every": self.holdout_every, "stacks": self.holdout_stacks,
+                                "start": list(self.holdout_start), "best": list(self.holdout_best or self.holdout_start)}
         if self.ema is not None and not slim:
             extra["ema_state_dict"] = {k: v.detach().cpu() for k, v in self.ema.state_dict().items()}
         save_checkpoint(
@@ -424,6 +523,57 @@ class Trainer:
         except ValueError:  # not the main thread (tests)
             pass
 
+    # ------------------------------------------------------------------ held-back validation (fine-tuning)
+
+    def _holdout_begin(self) -> None:
+        """Validate the starting weights on the held-back stacks; they are ``best.pt`` until a step beats them."""
+        held = self._held_back()
+        if not held:
+            log.warning("%s holds fewer than two stacks: none is held back for validation, so nothing tells whether "
+                        "fine-tuning helps and best.pt is not written; record more stacks", self.cfg.data_dir)
+            self.holdout_every = 0
+            return
+        loss = self.validate()["recon"]
+        self.holdout_start = self.holdout_best = self.holdout_last = (self.step, loss)
+        what = "at the start" if self.step == 0 else f"at step {self.step} (resumed; the run's start was not measured)"
+        log.info("held back for validation: %d of %d stacks (%s); their re-rendering loss %s: %.5f",
+                 len(held), self._n_stacks, ", ".join(Path(h).name for h in self.holdout_stacks),
+                 what, loss)
+        self.save("best.pt", slim=True)
+
+    def _holdout_step(self, metrics: dict[str, float]) -> None:
+        """After a validation: keep ``best.pt`` by the held-back re-rendering loss and say where it stands."""
+        loss = metrics["recon"]
+        self.holdout_last = (self.step, loss)
+        if self.holdout_start is None or self.holdout_best is None:
+            return
+        if loss < self.holdout_best[1]:
+            self.holdout_best = (self.step, loss)
+            self.save("best.pt", slim=True)
+        log.info("step %d: held-back re-rendering loss %.5f (start %.5f; best %.5f at step %d)", self.step, loss,
+                 self.holdout_start[1], self.holdout_best[1], self.holdout_best[0])
+
+    def holdout_report(self) -> list[str]:
+        """What the held-back validation says about the run, one line each (empty without one): the start,
+        best and latest re-rendering loss, and a ``warning:`` line when the result is worse than the start."""
+        if self.holdout_start is None or self.holdout_best is None:
+            return []
+        (s0, l0), (sb, lb) = self.holdout_start, self.holdout_best
+        sl, ll = self.holdout_last or self.holdout_best
+        out = [f"held-back validation ({len(self.holdout_stacks)} stacks, re-rendering loss, lower is better): "
+               f"start {l0:.5f} (step {s0}), latest {ll:.5f} (step {sl}), best {lb:.5f} (step {sb})"]
+        best = self.out_dir / "best.pt"
+        if sb == s0:
+            if sl != s0:
+                out.append(f"warning: fine-tuning did not improve on where it started: the held-back re-rendering loss went "
+                           f"{l0:.5f} -> {ll:.5f} (step {sl}); {best} holds the start weights (step {s0}): use it, not last.pt")
+        elif ll > l0:
+            out.append(f"warning: the result is worse than where it started (held-back re-rendering loss {l0:.5f} -> {ll:.5f} "
+                       f"at step {sl}); {best} holds step {sb} ({lb:.5f}), better than the start: use it, not last.pt")
+        else:
+            out.append(f"{best}: step {sb}, held-back re-rendering loss {lb:.5f}, better than the start ({l0:.5f})")
+        return out
+
     # ------------------------------------------------------------------ loop
 
     def train(self) -> dict[str, float]:
@@ -451,8 +601,11 @@ class Trainer:
             if start:
                 self.best_abs_rel = start["abs_rel"]
                 self.save("best.pt", slim=True)
+        if self.is_main and self.holdout_every and self.holdout_start is None:
+            self._holdout_begin()
         bar = tqdm(total=cfg.steps, initial=self.step, disable=not (self.progress and self.is_main), unit="step", dynamic_ncols=True)
         t0, n0 = time.time(), self.step
+        t_eta: float | None = None
         batches = self._batches()
         try:
             for batch in batches:
@@ -467,6 +620,12 @@ class Trainer:
                 self._update_ema()
                 self.step += 1
                 bar.update(1)
+                if self.is_main and self.step - n0 == 1:
+                    t_eta = time.time()
+                elif self.is_main and t_eta is not None and self.step - n0 == 1 + _ETA_STEPS:
+                    log.info("%s (timed over steps %d-%d)", time_estimate(cfg.steps - n0, (time.time() - t_eta) / _ETA_STEPS, n0),
+                             n0 + 2, self.step)
+                    t_eta = None
                 if not torch.isfinite(losses["total"]):
                     raise FloatingPointError(f"loss became {losses['total'].item()} at step {self.step}")
                 if self.is_main and self.step % cfg.log_every == 0:
@@ -486,7 +645,9 @@ class Trainer:
                         for k, v in metrics.items():
                             self.writer.add_scalar(f"val/{k}", v, self.step)
                     log.info("step %d val %s", self.step, {k: round(v, 4) for k, v in metrics.items()})
-                    if metrics.get("abs_rel", math.inf) < self.best_abs_rel:
+                    if self.holdout_start is not None:
+                        self._holdout_step(metrics)
+                    elif metrics.get("abs_rel", math.inf) < self.best_abs_rel:
                         self.best_abs_rel = metrics["abs_rel"]
                         self.save("best.pt", slim=True)
                 if self.is_main and (self.step % cfg.ckpt_every == 0 or self.step == cfg.steps or self._stop):

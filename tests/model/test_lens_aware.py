@@ -184,6 +184,16 @@ def test_focus_sets_can_be_drawn_where_real_sweeps_put_them():
         assert codes[-1] >= 0.8 + 3.0 * (1 - 1 / len(codes)) - 1e-9
     with pytest.raises(ValueError, match="focus_span_px"):
         LensSampling(focus_span_px=(5.0, 2.0))
+    # scenes wholly beyond the farthest focus, or around the nearest, when asked for
+    s2 = LensSampling(far_focus_px=(0.8, 2.0), focus_span_px=(3.0, 7.0), far_scene_prob=0.5, near_scene_prob=0.5)
+    far = near = 0
+    for _ in range(200):
+        d = draw_lens_and_focus(rng, s2)
+        lo, hi = d.scene_range_m
+        assert d.working_range_m[0] <= lo < hi <= d.working_range_m[1] * (1 + 1e-9)
+        far += lo > d.focus_m.max() * 1.04
+        near += hi < d.focus_m.min() / 0.69 and lo < d.focus_m.min() / 1.29
+    assert far + near == 200 and far > 70 and near > 70
 
 
 def test_disc_rendered_and_vignetted_batches(tmp_path):
