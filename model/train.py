@@ -8,6 +8,12 @@ examples:
   python -m model.train --config model/configs/default.yaml steps=200 out_dir=runs/try batch_size=4
   # teach it your camera: fine-tune the shipped model on your own recorded, unlabelled stacks
   python -m model.train --finetune recordings/ out_dir=runs/mycam
+
+Fine-tuning (--finetune) runs 2,000 steps unless steps=N says otherwise, and states the expected time
+on this machine after timing its first steps. It holds back 1 in 5 of your stacks (--holdout N; at
+least one of two or more) and validates their re-rendering loss (no depth needed) at the start and
+every val_every steps; best.pt is the best of those, the start weights until a step beats them, and
+the end says when the result is worse than where it started.
 """
 
 from __future__ import annotations
@@ -23,6 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--finetune", type=Path, default=None, metavar="DIR",
                    help="fine-tune on the focal-stack/1 folders under DIR, starting from --init (default: the shipped model)")
     p.add_argument("--init", type=Path, default=None, help="start from this checkpoint's weights")
+    p.add_argument("--holdout", type=int, default=5, metavar="N",
+                   help="with --finetune: hold back 1 in N stacks (at least one of two or more) to validate on and "
+                        "choose best.pt by (default 5; 0: train on all, no validation)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. steps=1000 loss.recon=100")
     return p
@@ -30,7 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from model.cli import setup_logging
+    from model.cli import UsageError, setup_logging
+
+    if args.holdout < 0 or args.holdout == 1:
+        raise UsageError(f"--holdout must be 0 (none) or N >= 2 (1 in N stacks held back), got {args.holdout}")
     from model.config import load_config
     from model.train_config import TrainConfig
 
@@ -63,12 +75,19 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load_config(TrainConfig, args.config, overrides)
     from model.trainer import Trainer
 
-    trainer = Trainer(cfg, progress=not args.no_progress)
+    trainer = Trainer(cfg, progress=not args.no_progress, holdout_every=args.holdout if args.finetune is not None else 0)
+    if args.finetune is not None and trainer.is_main:
+        default = "" if any(o.startswith("steps=") for o in args.overrides) else " (the default; steps=N changes it)"
+        todo = f"{cfg.steps - trainer.step:,} of {cfg.steps:,} steps" if trainer.step else f"{cfg.steps:,} steps"
+        print(f"fine-tuning on {args.finetune}: {todo}{default}; the time per step is measured on the first steps "
+              "and the expected time stated", flush=True)
     metrics = trainer.train()
     if trainer.is_main:
         print(f"done at step {trainer.step}; checkpoints in {cfg.out_dir}")
         if metrics:
             print("validation: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+        for line in trainer.holdout_report():
+            print(line)
     return 0
 
 

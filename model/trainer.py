@@ -560,7 +560,8 @@ class Trainer:
             return []
         (s0, l0), (sb, lb) = self.holdout_start, self.holdout_best
         sl, ll = self.holdout_last or self.holdout_best
-        out = [f"held-back validation ({len(self.holdout_stacks)} stacks, re-rendering loss, lower is better): "
+        n = len(self.holdout_stacks)
+        out = [f"held-back validation ({n} stack{'s' if n != 1 else ''}, re-rendering loss, lower is better): "
                f"start {l0:.5f} (step {s0}), latest {ll:.5f} (step {sl}), best {lb:.5f} (step {sb})"]
         best = self.out_dir / "best.pt"
         if sb == s0:
