@@ -285,18 +285,6 @@ _focus_for = focus_for_stack  # the former private name, for callers not moved y
 # Check stack
 
 
-def _crop_resize(image: np.ndarray, size: tuple[int, int], interpolation: int) -> np.ndarray:
-    import cv2
-
-    tw, th = size
-    ih, iw = image.shape[:2]
-    cw = min(iw, int(round(ih * tw / th)))
-    ch = min(ih, int(round(cw * th / tw)))
-    x0, y0 = (iw - cw) // 2, (ih - ch) // 2
-    crop = np.ascontiguousarray(image[y0:y0 + ch, x0:x0 + cw])
-    return cv2.resize(crop, (tw, th), interpolation=interpolation)
-
-
 def reference_stack(lens: Any, focus_m: list[float], size: tuple[int, int], working_range_m: tuple[float, float],
                     folder: str | Path | None = None) -> tuple[np.ndarray, np.ndarray, str]:
     """A real focal stack to check an export on: ``(images (S, H, W, 3) float32, focus_m (S,), description)``.
@@ -306,6 +294,8 @@ def reference_stack(lens: Any, focus_m: list[float], size: tuple[int, int], work
     ``size = (W, H)`` and rendered through ``lens`` at ``focus_m`` (layered disc PSF).
     """
     import cv2
+
+    from model.synth.rgbd import crop_resize
 
     s = len(focus_m)
     if folder is not None:
@@ -320,15 +310,16 @@ def reference_stack(lens: Any, focus_m: list[float], size: tuple[int, int], work
             order = np.argsort(np.abs(1.0 / have - 1.0 / f))
             picked.append(int(next(i for i in order if i not in picked)))
         picked.sort(key=lambda i: have[i])
-        images = np.stack([_crop_resize(stack.images[i], size, cv2.INTER_AREA) for i in picked]).astype(np.float32)
+        images = np.stack([crop_resize(stack.images[i], None, size, align="floor", interpolation=cv2.INTER_AREA)[0]
+                           for i in picked])
         desc = f"focal-stack/1 folder {folder} (frames at {', '.join(f'{have[i]:g}' for i in picked)} m)"
         return np.clip(images, 0.0, 1.0), have[picked].astype(np.float32), desc
-    from model.synth.rgbd import motorcycle_rgbd
     from model.synth.layered import fill_unknown_depth, render_stack_layered
+    from model.synth.rgbd import motorcycle_rgbd
 
     rgb, depth = motorcycle_rgbd()
-    aif = np.clip(_crop_resize(rgb, size, cv2.INTER_AREA), 0.0, 1.0).astype(np.float32)
-    d = fill_unknown_depth(_crop_resize(depth, size, cv2.INTER_NEAREST))
+    aif, d = crop_resize(rgb, depth, size, align="floor", interpolation=cv2.INTER_AREA)
+    d = fill_unknown_depth(d)
     near, far = working_range_m
     d = np.clip(d, max(near, 1.5 * lens.focal_length_m) * 1.05, far * 0.95).astype(np.float32)
     images = render_stack_layered(aif, d, list(focus_m), lens)

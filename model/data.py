@@ -485,23 +485,11 @@ class RGBDStacks(_RenderedStacks):
 
 
 def _fit_to_size(rgb: np.ndarray, depth: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Centre-crop to the aspect of ``size = (w, h)`` and resize: colour by area, depth by nearest."""
-    import cv2
+    """Centre-crop to the aspect of ``size = (w, h)`` and resize: colour by area (bilinear when enlarging),
+    depth by nearest (:func:`model.synth.rgbd.crop_resize`, window snapped with ``align="floor"``)."""
+    from model.synth.rgbd import crop_resize
 
-    tw, th = int(size[0]), int(size[1])
-    ih, iw = depth.shape
-    if iw * th > ih * tw:  # too wide
-        cw = int(round(ih * tw / th))
-        x0 = (iw - cw) // 2
-        rgb, depth = rgb[:, x0 : x0 + cw], depth[:, x0 : x0 + cw]
-    elif iw * th < ih * tw:
-        ch = int(round(iw * th / tw))
-        y0 = (ih - ch) // 2
-        rgb, depth = rgb[y0 : y0 + ch], depth[y0 : y0 + ch]
-    interp = cv2.INTER_AREA if rgb.shape[1] > tw else cv2.INTER_LINEAR
-    rgb = cv2.resize(np.ascontiguousarray(rgb), (tw, th), interpolation=interp)
-    depth = cv2.resize(np.ascontiguousarray(depth), (tw, th), interpolation=cv2.INTER_NEAREST)
-    return rgb, depth
+    return crop_resize(rgb, depth, (int(size[0]), int(size[1])), align="floor")
 
 
 # ----------------------------------------------------------------------------- recorded stacks

@@ -23,10 +23,11 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional, overload
 
 import numpy as np
 
@@ -34,11 +35,14 @@ from model.errors import FormatError
 from model.formats import read_image
 
 __all__ = ["RGBDPair", "find_rgbd_pairs", "read_depth", "read_rgbd", "RGB_SUFFIXES", "motorcycle_rgbd",
-           "disparity_to_depth_m", "crop_resize"]
+           "disparity_to_depth_m", "crop_resize", "CropAlign"]
 
 log = logging.getLogger(__name__)
 
 RGB_SUFFIXES = ("_rgb.png", "_rgb.jpg", "_rgb.jpeg")
+
+#: How :func:`crop_resize`'s window snaps to whole pixels.
+CropAlign = Literal["nearest", "floor"]
 
 
 @dataclass(frozen=True)
@@ -170,13 +174,26 @@ def motorcycle_rgbd() -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(left, np.float32) / 255.0, depth
 
 
+@overload
+def crop_resize(rgb: np.ndarray, depth: np.ndarray, size: tuple[int, int], frac: float = ...,
+                centre: tuple[float, float] = ..., *, align: CropAlign = ..., interpolation: Optional[int] = ...
+                ) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+@overload
+def crop_resize(rgb: np.ndarray, depth: None, size: tuple[int, int], frac: float = ...,
+                centre: tuple[float, float] = ..., *, align: CropAlign = ..., interpolation: Optional[int] = ...
+                ) -> tuple[np.ndarray, None]: ...
+
+
 def crop_resize(rgb: np.ndarray, depth: Optional[np.ndarray], size: tuple[int, int], frac: float = 1.0,
-                centre: tuple[float, float] = (0.5, 0.5)) -> tuple[np.ndarray, Optional[np.ndarray]]:
+                centre: tuple[float, float] = (0.5, 0.5), *, align: CropAlign = "nearest",
+                interpolation: Optional[int] = None) -> tuple[np.ndarray, Optional[np.ndarray]]:
     """Crop the largest window of ``size``'s aspect, shrunk by ``frac`` and centred at ``centre`` (relative,
     clamped to the image), and resize it to ``size = (w, h)`` pixels.
 
-    Colour by area (shrinking) or bilinear (enlarging), clipped to [0, 1]; depth by nearest neighbour, so
-    NaN (unknown) stays NaN and no depth is averaged across an edge.
+    Colour by area (shrinking) or bilinear (enlarging), or by ``interpolation``, clipped to [0, 1]; depth by
+    nearest neighbour, so NaN (unknown) stays NaN and no depth is averaged across an edge.
 
     Args:
         rgb: ``(H, W, 3)`` (or ``(H, W)``) float image.
@@ -184,21 +201,36 @@ def crop_resize(rgb: np.ndarray, depth: Optional[np.ndarray], size: tuple[int, i
         size: ``(width, height)`` of the result, pixels.
         frac: the crop's size relative to the largest window of that aspect, in (0, 1].
         centre: the crop's centre, relative ``(x, y)``.
+        align: how the window snaps to whole pixels. ``"nearest"``: its real-valued offset and size are each
+            rounded (the evaluation set, the simulated camera). ``"floor"``: its size is rounded first and its
+            offset rounded down, so a centred crop leaves the odd pixel after the window, ``(W - w) // 2``
+            (RGB-D training folders, the export's check stack).
+        interpolation: an OpenCV flag (``cv2.INTER_*``) for the colour image; ``None``: area when shrinking,
+            bilinear when enlarging.
 
     Returns:
         ``(rgb float32 (h, w, ...), depth (h, w) or None)``.
     """
     import cv2
 
-    tw, th = size
+    if align not in ("nearest", "floor"):
+        raise ValueError(f"align must be 'nearest' or 'floor', got {align!r}")
+    tw, th = int(size[0]), int(size[1])
     ih, iw = rgb.shape[:2]
-    cw = min(iw, ih * tw / th) * frac
-    ch = cw * th / tw
-    x0 = int(round(min(max(centre[0] * iw - cw / 2, 0), iw - cw)))
-    y0 = int(round(min(max(centre[1] * ih - ch / 2, 0), ih - ch)))
-    cw, ch = int(round(cw)), int(round(ch))
+    cw_f = min(iw, ih * tw / th) * frac
+    ch_f = cw_f * th / tw
+    if align == "nearest":
+        x0 = int(round(min(max(centre[0] * iw - cw_f / 2, 0), iw - cw_f)))
+        y0 = int(round(min(max(centre[1] * ih - ch_f / 2, 0), ih - ch_f)))
+        cw, ch = int(round(cw_f)), int(round(ch_f))
+    else:
+        cw, ch = int(round(cw_f)), int(round(ch_f))
+        x0 = int(math.floor(min(max(centre[0] * iw - cw / 2, 0), iw - cw)))
+        y0 = int(math.floor(min(max(centre[1] * ih - ch / 2, 0), ih - ch)))
+    if interpolation is None:
+        interpolation = cv2.INTER_AREA if cw > tw else cv2.INTER_LINEAR
     r = np.ascontiguousarray(rgb[y0 : y0 + ch, x0 : x0 + cw])
-    r = cv2.resize(r, (tw, th), interpolation=cv2.INTER_AREA if cw > tw else cv2.INTER_LINEAR)
+    r = cv2.resize(r, (tw, th), interpolation=interpolation)
     d = None
     if depth is not None:
         d = cv2.resize(np.ascontiguousarray(depth[y0 : y0 + ch, x0 : x0 + cw]), (tw, th), interpolation=cv2.INTER_NEAREST)
