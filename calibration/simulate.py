@@ -15,6 +15,11 @@ use):
 - pixel area integration (supersampling), vignetting, shot and read noise in linear light, sRGB
   encoding and 8-bit quantisation.
 
+Every frame comes from the simulated cameras' one frame pipeline (:func:`model.synth.frame.render_frame`,
+the same one as ``device``'s simulated camera), with the chart as its scene (:class:`ChartScene`: the
+chart's optics, drawn at the image scale of the focus); breathing's scale, vignetting and the sensor
+(:meth:`SimOptions.sensor`) are the pipeline's stages.
+
 :class:`ChartSimCamera` wraps this as a camera (the ``chart-sim`` kind of the wizard) with a
 slew-limited focus actuator, so settle-time measurement has something real to measure.
 """
@@ -33,7 +38,9 @@ from calibration.chart import ChartSpec, default_chart, rasterize_page
 from model.lens import FocusControl, LensProfile
 from model.optics import coc_sigma_px_dioptres
 from model.optics import sensor_distance_m as _sensor_distance_at_dioptres
+from model.synth.frame import SceneObject, Sensor, render_frame, vignette
 from model.synth.layered import disc_kernel
+from model.synth.noise import SensorNoise
 
 __all__ = [
     "SimOptions",
@@ -46,6 +53,7 @@ __all__ = [
     "render_chart_linear",
     "finish_frame",
     "render_sweep",
+    "ChartScene",
     "ChartSimCamera",
     "make_synthetic_session",
     "chart_scene",
@@ -87,6 +95,10 @@ class SimOptions:
             raise ValueError(f"bit_depth must be 8 or 16, got {self.bit_depth}")
         if self.supersample < 1:
             raise ValueError("supersample must be >= 1")
+
+    def sensor(self) -> Sensor:
+        """The sensor stage of the frame pipeline: noise in linear light, sRGB encoding, ``bit_depth`` bits."""
+        return Sensor(SensorNoise(shot_gain=self.shot_noise, read_std=self.read_noise, bits=self.bit_depth), "srgb")
 
 
 @dataclass(frozen=True)
@@ -145,11 +157,6 @@ def defocus_sigma_px(lens: LensProfile, control: float, distance_m: float) -> fl
 # ----------------------------------------------------------------------------- rendering
 
 
-def _srgb_encode(x: np.ndarray) -> np.ndarray:
-    x = np.clip(x, 0.0, 1.0)
-    return np.where(x <= 0.0031308, 12.92 * x, 1.055 * np.power(x, 1 / 2.4) - 0.055)
-
-
 class _PageCache:
     """Page rasters at a few resolutions (each frame samples the one just finer than it needs)."""
 
@@ -168,19 +175,20 @@ class _PageCache:
         return self._cache[level]
 
 
-def render_chart_linear(
+def _chart_irradiance(
     spec: ChartSpec,
     lens: LensProfile,
-    control: float,
+    focus_dpt: float,
+    sensor_m: float,
     pose: ChartPose,
-    image_size: tuple[int, int] | None = None,
-    options: SimOptions = SimOptions(),
-    cache: Any = None,
+    image_size: tuple[int, int] | None,
+    options: SimOptions,
+    cache: Any,
     defocus: bool = True,
 ) -> np.ndarray:
-    """The noise-free linear irradiance image of the chart through ``lens`` at focus control ``control``
-    (arguments as :func:`render_chart_frame`; ``defocus=False`` leaves out the defocus blur):
-    ``(H, W)`` float32."""
+    """The chart's optics (the frame pipeline's optics stage, without vignetting): linear irradiance ``(H, W)``
+    float32 through ``lens`` focused at ``focus_dpt`` dioptres, the sensor ``sensor_m`` behind the lens (image
+    scale ``s / (D p)``)."""
     import cv2
 
     if image_size is None:
@@ -188,8 +196,8 @@ def render_chart_linear(
             raise ValueError("image_size is needed (the lens has none)")
         image_size = lens.image_size
     w, h = int(image_size[0]), int(image_size[1])
-    k = image_scale_px_per_m(lens, control, pose.distance_m)
-    sigma_def = defocus_sigma_px(lens, control, pose.distance_m) if defocus else 0.0
+    k = sensor_m / (pose.distance_m * lens.pixel_pitch_m)
+    sigma_def = coc_sigma_px_dioptres(float(pose.distance_m), focus_dpt, lens) if defocus else 0.0
     ss = int(options.supersample)
     page = cache if isinstance(cache, _PageCache) and cache.spec == spec else _PageCache(spec)
     rpx, raster = page.get(k * ss)
@@ -223,23 +231,76 @@ def render_chart_linear(
         sf = blur * ss
         ksize = 2 * int(math.ceil(4.0 * sf)) + 1
         fine = cv2.GaussianBlur(fine, (ksize, ksize), sf, sigmaY=sf, borderType=cv2.BORDER_REPLICATE)
-    lin = fine.reshape(h, ss, w, ss).mean(axis=(1, 3))
-    # vignetting: the image's irradiance falls off towards the corners
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    r2 = ((xx - cx) ** 2 + (yy - cy) ** 2) / (cx * cx + cy * cy)
-    lin = lin * (1.0 - options.vignetting * r2)
-    return lin.astype(np.float32)
+    return fine.reshape(h, ss, w, ss).mean(axis=(1, 3)).astype(np.float32)
+
+
+class ChartScene:
+    """The printed chart at ``pose`` as a scene of the simulated cameras' frame pipeline
+    (:class:`model.synth.frame.FrameScene`, :func:`model.synth.frame.render_frame`): drawn at the image scale of
+    the focus (``s / (D p)`` pixels per metre; no resampling for breathing), blurred (``options.psf`` plus the
+    intrinsic blur) and integrated over the pixel's area; valid past infinity focus. Its motion is its
+    :attr:`pose` (set it between frames); it has no other objects.
+
+    Args:
+        spec: the printed chart.
+        pose: where the chart is.
+        image_size: ``(width, height)``; defaults to the lens's ``image_size``.
+        options: rendering options (the optics ones: ``psf``, ``intrinsic_blur_px``, levels, ``supersample``).
+        cache: a page-raster cache to share (from an earlier scene of the same chart); optional.
+        defocus: ``False`` leaves out the defocus blur.
+    """
+
+    def __init__(self, spec: ChartSpec, pose: ChartPose, image_size: tuple[int, int] | None = None,
+                 options: SimOptions = SimOptions(), cache: Any = None, defocus: bool = True) -> None:
+        self.spec = spec
+        self.pose = pose
+        self.image_size = image_size
+        self.options = options
+        self.defocus = defocus
+        self._pages = cache if isinstance(cache, _PageCache) and cache.spec == spec else _PageCache(spec)
+        self._renders: dict[Any, np.ndarray] = {}
+        self._renders_lens: LensProfile | None = None
+
+    def focus_range_dpt(self, lens: LensProfile) -> tuple[float, float]:
+        return (-math.inf, math.inf)
+
+    def render(self, lens: LensProfile, focus_dpt: float, sensor_m: float, objects: Sequence[SceneObject] = ()) -> np.ndarray:
+        """Linear irradiance ``(H, W)`` float32 (see :class:`model.synth.frame.FrameScene`); the last few are cached."""
+        if objects:
+            raise ValueError("the chart scene has no moving objects (move the chart with its pose)")
+        if lens is not self._renders_lens:
+            self._renders, self._renders_lens = {}, lens
+        key = (focus_dpt, sensor_m, self.pose)
+        lin = self._renders.get(key)
+        if lin is None:
+            lin = _chart_irradiance(self.spec, lens, focus_dpt, sensor_m, self.pose, self.image_size, self.options,
+                                    self._pages, self.defocus)
+            self._renders = {key: lin} if len(self._renders) > 8 else {**self._renders, key: lin}
+        return lin
+
+
+def render_chart_linear(
+    spec: ChartSpec,
+    lens: LensProfile,
+    control: float,
+    pose: ChartPose,
+    image_size: tuple[int, int] | None = None,
+    options: SimOptions = SimOptions(),
+    cache: Any = None,
+    defocus: bool = True,
+) -> np.ndarray:
+    """The noise-free linear irradiance image of the chart through ``lens`` at focus control ``control``
+    (arguments as :func:`render_chart_frame`; ``defocus=False`` leaves out the defocus blur), vignetting
+    included: ``(H, W)`` float32."""
+    s = sensor_distance_m(lens, control)
+    lin = _chart_irradiance(spec, lens, _dioptres(lens, control), s, pose, image_size, options, cache, defocus)
+    return vignette(lin, options.vignetting).astype(np.float32)
 
 
 def finish_frame(lin: np.ndarray, options: SimOptions = SimOptions(), rng: np.random.Generator | None = None) -> np.ndarray:
-    """Sensor noise (linear), sRGB encoding and quantisation: ``(H, W)`` linear -> ``(H, W, 3)`` frame."""
-    if rng is not None:
-        var = options.read_noise**2 + options.shot_noise * np.clip(lin, 0, None)
-        lin = lin + rng.standard_normal(lin.shape).astype(np.float32) * np.sqrt(var).astype(np.float32)
-    enc = _srgb_encode(lin)
-    top = 255.0 if options.bit_depth == 8 else 65535.0
-    enc = np.round(enc * top) / top
-    return np.repeat(enc.astype(np.float32)[:, :, None], 3, axis=2)
+    """Sensor noise (linear), sRGB encoding and quantisation: ``(H, W)`` linear -> ``(H, W, 3)`` frame
+    (:meth:`SimOptions.sensor`'s :meth:`model.synth.frame.Sensor.read`)."""
+    return options.sensor().read(lin, rng)
 
 
 def render_chart_frame(
@@ -268,7 +329,9 @@ def render_chart_frame(
     Returns:
         ``(H, W, 3)`` float32 sRGB-encoded RGB in ``[0, 1]``, quantised to ``options.bit_depth``.
     """
-    return finish_frame(render_chart_linear(spec, lens, control, pose, image_size, options, cache), options, rng)
+    sensor_distance_m(lens, control)  # a focus nearer than the focal length: say so in control units
+    return render_frame(ChartScene(spec, pose, image_size, options, cache), lens, _dioptres(lens, control),
+                        options.sensor(), rng, vignetting=options.vignetting)
 
 
 def render_sweep(
@@ -357,7 +420,7 @@ class ChartSimCamera:
         self.motion_px_per_frame = float(motion_px_per_frame)
         self._rng = np.random.default_rng(seed)
         self._cache = _PageCache(self._chart)
-        self._clean: dict[Any, np.ndarray] = {}
+        self._scene = ChartScene(self._chart, self._pose, None, self.options, self._cache)
         self._now = 0.0  # virtual seconds
         self._frame = 0
         self._pos = lo  # actual lens position (control units)
@@ -462,12 +525,11 @@ class ChartSimCamera:
             k = image_scale_px_per_m(self._lens, pos, pose.distance_m)
             shift = self.motion_px_per_frame * self._frame / k
             pose = replace(pose, offset_m=(pose.offset_m[0] + shift, pose.offset_m[1]))
-        key = (round(pos, 9), pose)
-        lin = self._clean.get(key)
-        if lin is None:
-            lin = render_chart_linear(self._chart, self._lens, pos, pose, None, self.options, self._cache)
-            self._clean = {key: lin} if len(self._clean) > 8 else {**self._clean, key: lin}
-        img = finish_frame(lin, self.options, self._rng)
+        if self._scene.options is not self.options:  # options replaced since: a scene that renders with them
+            self._scene = ChartScene(self._chart, pose, None, self.options, self._cache)
+        self._scene.pose = pose
+        img = render_frame(self._scene, self._lens, _dioptres(self._lens, pos), self.options.sensor(), self._rng,
+                           vignetting=self.options.vignetting)
         self._now = start + period
         meta: dict[str, Any] = {
             "camera": self.kind,

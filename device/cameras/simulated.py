@@ -1,11 +1,13 @@
 """A simulated camera with motorised focus: scenes rendered through the lens profile.
 
-Each frame is the scene (an all-in-focus image and its metric depth) rendered at the lens's *actual*
-focus position with the layered uniform-disc defocus model (:func:`model.synth.layered.render_stack_layered`,
-thin-lens circle of confusion from :mod:`model.optics`), with optional moving objects (blurred with the same
-uniform disc and composited over the scene as one more layer), magnified for focus breathing
-(:func:`model.optics.breathing_magnification`, ``s(d_f) / f`` about the image centre), and
-sensor noise (:class:`model.synth.noise.SensorNoise`). The lens moves like a voice-coil motor: slew-limited
+Each frame comes from the simulated cameras' one frame pipeline (:func:`model.synth.frame.render_frame`): the
+scene (an all-in-focus image and its metric depth, :class:`model.synth.frame.LayeredScene`) rendered at the
+lens's *actual* focus position with the layered uniform-disc defocus model
+(:func:`model.synth.layered.render_stack_layered`, thin-lens circle of confusion from :mod:`model.optics`),
+with optional moving objects (blurred with the same uniform disc and composited over the scene as one more
+layer), magnified for focus breathing (``s(d_f) / f`` about the image centre), and sensor noise and
+quantisation (:class:`model.synth.noise.SensorNoise`). This module is the camera around it: the lens's
+motion, the clock, the scene and the objects' paths. The lens moves like a voice-coil motor: slew-limited
 (``slew_dpt_per_s``), then ringing down over ``settle_time_s``; a frame exposed while it moves shows an
 intermediate focus, exactly the failure a real sweep must avoid by waiting.
 
@@ -24,18 +26,17 @@ import math
 import os
 import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Callable
 
-import cv2
 import numpy as np
 
 from device.cameras.base import Camera
 from device.errors import CameraError
 from model.lens import FocusControl, LensProfile
-from model.optics import breathing_magnification, coc_diameter_m
+from model.optics import breathing_magnification
+from model.synth.frame import LayeredScene, SceneObject, Sensor, render_frame
 from model.synth.noise import NO_NOISE, SensorNoise
 
 __all__ = ["SimConfig", "SimulatedCamera", "default_lens", "load_scene", "magnification"]
@@ -263,11 +264,11 @@ class SimulatedCamera(Camera):
             self._range = (min(v0, v1), max(v0, v1))
         self._rng = np.random.default_rng(cfg.seed)
         self._noise = SensorNoise(float(cfg.noise[0]), float(cfg.noise[1]), cfg.bits) if (cfg.noise[0] or cfg.noise[1] or cfg.bits) else NO_NOISE
+        self._sensor = Sensor(self._noise, "linear")
         self._clock = _Clock(cfg.realtime)
         self._t0 = self._clock.now()
         self._period_ns = int(round(1e9 / cfg.fps))
         self._lock = threading.RLock()
-        self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
         # lens state, in true dioptres
         self._pos0 = self._true_fc.dioptres(self._range[0])  # start parked at the low end of the range
         self._target = self._pos0
@@ -314,7 +315,7 @@ class SimulatedCamera(Camera):
         with self._lock:
             self._aif = np.clip(a, 0.0, 1.0)
             self._depth = d
-            self._cache.clear()
+            self._scene = LayeredScene(self._aif, self._depth)
             self._sprites = self._make_sprites(int(self.config.moving_objects))
 
     @property
@@ -432,61 +433,10 @@ class SimulatedCamera(Camera):
         self._clock.sleep_until(deadline)
         self._settled = True
 
-    def _render_clean(self, true_dpt: float) -> np.ndarray:
-        """Noise-free frame of the static scene at lens position ``true_dpt`` (cached)."""
-        from model.synth.layered import render_stack_layered
-
-        key = int(round(true_dpt * 1e4))
-        with self._lock:
-            hit = self._cache.get(key)
-            if hit is not None:
-                self._cache.move_to_end(key)
-                return hit
-        focus_m = 1.0 / true_dpt if true_dpt > 1e-6 else 1e6
-        img = render_stack_layered(self._aif, self._depth, [max(focus_m, 1.5 * self._optics.focal_length_m)], self._optics)[0]
-        with self._lock:
-            self._cache[key] = img
-            while len(self._cache) > 32:
-                self._cache.popitem(last=False)
-        return img
-
-    def _composite_sprites(self, img: np.ndarray, true_dpt: float, t_ns: int) -> np.ndarray:
-        """The moving objects as one more layer over the rendered scene: premultiplied colour and alpha blurred
-        with the scene's uniform disc (:func:`model.synth.layered.disc_blur`), composited with *over*."""
-        if not self._sprites:
-            return img
-        from model.synth.layered import disc_blur, disc_kernel
-
-        img = img.copy()
-        focus_m = 1.0 / true_dpt if true_dpt > 1e-6 else 1e6
-        for sp, (x0, y0) in zip(self._sprites, self._sprite_positions(t_ns)):
-            diam = float(coc_diameter_m(sp.depth_m, focus_m, self._optics)) / self._optics.pixel_pitch_m
-            pad = disc_kernel(diam).shape[0] // 2 + 1
-            rgba = np.pad(np.dstack([sp.texture * sp.mask[:, :, None], sp.mask]), ((pad, pad), (pad, pad), (0, 0)))
-            rgba = disc_blur(rgba, diam)
-            tex, m = rgba[:, :, :3], rgba[:, :, 3]
-            h, w = img.shape[:2]
-            xs, ys = x0 - pad, y0 - pad
-            xa, ya, xb, yb = max(0, xs), max(0, ys), min(w, xs + m.shape[1]), min(h, ys + m.shape[0])
-            if xa >= xb or ya >= yb:
-                continue
-            mm = m[ya - ys : yb - ys, xa - xs : xb - xs, None]
-            tt = tex[ya - ys : yb - ys, xa - xs : xb - xs]
-            img[ya:yb, xa:xb] = img[ya:yb, xa:xb] * (1.0 - mm) + tt
-        return img
-
-    def _breathe(self, img: np.ndarray, true_dpt: float) -> np.ndarray:
-        if not self.config.breathing:
-            return img
-        focus_m = 1.0 / true_dpt if true_dpt > 1e-6 else math.inf
-        m = breathing_magnification(max(focus_m, 1.5 * self._optics.focal_length_m), self._optics)
-        if abs(m - 1.0) < 1e-6:
-            return img
-        h, w = img.shape[:2]
-        cx, cy = (w - 1) / 2.0, (h - 1) / 2.0
-        r = 1.0 / m  # output pixel x samples the unmagnified image at c + (x - c) / m
-        mat = np.array([[r, 0.0, cx * (1 - r)], [0.0, r, cy * (1 - r)]], np.float32)
-        return cv2.warpAffine(img, mat, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REFLECT)
+    def _objects_at(self, t_ns: int) -> list[SceneObject]:
+        """The moving objects placed for a frame exposed at ``t_ns``."""
+        return [SceneObject(sp.texture, sp.mask, sp.depth_m, x0, y0)
+                for sp, (x0, y0) in zip(self._sprites, self._sprite_positions(t_ns))]
 
     def _capture(self) -> tuple[np.ndarray, dict[str, Any]]:
         cfg = self.config
@@ -501,10 +451,8 @@ class SimulatedCamera(Camera):
         self._clock.sleep_until(start + exp_ns)  # the frame is read out at the end of its exposure
         mid = start + exp_ns // 2
         true_dpt = self.lens_dioptres_at(mid)
-        img = self._render_clean(true_dpt)
-        img = self._composite_sprites(img, true_dpt, mid)
-        img = self._breathe(img, true_dpt)
-        img = self._noise.apply(img, self._rng) if not self._noise.is_zero else np.clip(img, 0, 1).astype(np.float32)
+        img = render_frame(self._scene, self._optics, true_dpt, self._sensor, self._rng, self._objects_at(mid),
+                           breathing=cfg.breathing)
         self._captures += 1
         self._last_exposure_start = start
         meta: dict[str, Any] = {
@@ -524,9 +472,9 @@ class SimulatedCamera(Camera):
         return {"exposure_time_us": float(self.config.exposure_time_us), "analogue_gain": 1.0, "colour_gains": [1.0, 1.0]}
 
     def _close(self) -> None:
-        cache = getattr(self, "_cache", None)
-        if cache is not None:
-            cache.clear()
+        scene = getattr(self, "_scene", None)
+        if scene is not None:
+            scene.clear_cache()
 
     def describe(self) -> dict[str, Any]:
         d = super().describe()
