@@ -20,6 +20,13 @@ Two focus codings (``NetConfig.focus_code``):
   normalised to ``[1/far_m, 1/near_m]`` and depth ``1 / (1/far + t (1/near - 1/far))`` metres; valid only
   for the one lens it was trained with.
 
+The AIF output (``NetConfig.aif``): in training, the AIF head (the self-supervised loss re-renders the stack
+from it). At inference a blur-coded network by default returns the *depth-guided composite* instead: per
+pixel, the input frames weighted by ``softmax(-sigma_i / tau)`` with ``sigma_i = |x_f,i - x|`` pixels the blur
+the predicted depth gives frame ``i`` (:func:`model.losses.soft_coarse_aif`), which keeps the colours and
+detail of the frames themselves (on the suite's tuning split: 33.9 dB PSNR to the true AIF against the
+head's 28.0 dB, shipped model).
+
 No per-image normalisation. Any stack size ``S >= 2`` and any image size (padded to a multiple of
 ``2**depth`` internally, cropped back).
 """
@@ -49,6 +56,10 @@ class NetConfig:
         focus_code: ``"inverse_depth"`` (one lens) or ``"blur"`` (any lens; see the module docstring).
         x_lo_px: ``"blur"`` coding: smallest blur code ``K / d`` (pixels) predicted and accepted as focus.
         x_hi_px: ``"blur"`` coding: largest blur code ``K / d`` (pixels).
+        aif: AIF returned at inference: ``"head"`` (the network's AIF head), ``"composite"`` (the input frames
+            weighted by the blur the predicted depth gives them; blur coding only) or ``"auto"``
+            (composite for the blur coding, head otherwise). Training always uses the head.
+        aif_temperature_px: softness of the composite's per-pixel choice of frame, pixels of blur.
     """
 
     width: int = 16
@@ -58,10 +69,18 @@ class NetConfig:
     focus_code: str = "inverse_depth"
     x_lo_px: float = 0.5425
     x_hi_px: float = 13.02
+    aif: str = "auto"
+    aif_temperature_px: float = 0.25
 
     def __post_init__(self) -> None:
         if self.focus_code not in ("inverse_depth", "blur"):
             raise ValueError(f"focus_code must be 'inverse_depth' or 'blur', got {self.focus_code!r}")
+        if self.aif not in ("auto", "head", "composite"):
+            raise ValueError(f"aif must be 'auto', 'head' or 'composite', got {self.aif!r}")
+        if self.aif == "composite" and self.focus_code != "blur":
+            raise ValueError("aif='composite' needs focus_code='blur' (it weighs frames by their blur in pixels)")
+        if not (0 < self.aif_temperature_px) or not math.isfinite(self.aif_temperature_px):
+            raise ValueError(f"aif_temperature_px must be positive, got {self.aif_temperature_px}")
         if not (0 < self.x_lo_px < self.x_hi_px) or not math.isfinite(self.x_hi_px):
             raise ValueError(f"need 0 < x_lo_px < x_hi_px < inf, got {self.x_lo_px}, {self.x_hi_px}")
         if not isinstance(self.width, int) or self.width < 1:
@@ -138,6 +157,11 @@ class DAIFNet(nn.Module):
         # K (pixels per dioptre) of the lens in use when no ``k`` is passed (blur coding); 1 until set
         self.register_buffer("blur_per_dioptre", torch.tensor(1.0), persistent=False)
         self._lens_set = False
+
+    @property
+    def composite_aif(self) -> bool:
+        """Whether inference returns the depth-guided composite AIF (see the module docstring)."""
+        return self.config.aif == "composite" or (self.config.aif == "auto" and self.lens_aware)
 
     @property
     def lens_aware(self) -> bool:
@@ -232,8 +256,16 @@ class DAIFNet(nn.Module):
             y = F.interpolate(y, size=skip.shape[-2:], mode="bilinear", align_corners=False)
             y = dec(torch.cat([up(y), skip], dim=1))
         out = self.head(y)[:, :, :h, :w]
-        aif = torch.sigmoid(out[:, :3])
-        depth = self.depth_from_fraction(torch.sigmoid(out[:, 3:4]), k)
+        t = torch.sigmoid(out[:, 3:4])
+        depth = self.depth_from_fraction(t, k)
+        if self.composite_aif and not self.training:
+            from model.losses import soft_coarse_aif
+
+            # blur of frame i at the predicted depth, pixels: |x_f,i - x| on the blur axis
+            sigma = (code.reshape(b, s, 1, 1) - t).abs() * (self.code_hi - self.code_lo)
+            aif = soft_coarse_aif(images, sigma, self.config.aif_temperature_px)
+        else:
+            aif = torch.sigmoid(out[:, :3])
         return DAIFOutput(aif=aif, depth_m=depth)
 
 

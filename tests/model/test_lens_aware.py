@@ -243,3 +243,23 @@ def test_freeze_bn_keeps_running_statistics_and_suite_validation_picks_best(tmp_
     cfg.steps = 3
     tr2 = Trainer(cfg, progress=False)
     assert tr2.step == 2 and all(torch.equal(tr2.ema.state_dict()[k], avg[k]) for k in avg)
+
+
+def test_composite_aif_takes_each_pixel_from_the_frame_its_predicted_depth_makes_sharpest():
+    torch.manual_seed(0)
+    net = DAIFNet(NetConfig(width=4, depth=2, focus_code="blur")).eval()
+    assert net.composite_aif and not DAIFNet(NetConfig(width=4, depth=2)).composite_aif
+    images = torch.rand(1, 3, 3, 16, 16)
+    focus = torch.tensor([[1.0, 2.0, 4.0]])
+    k = torch.tensor([6.0])
+    with torch.no_grad():
+        out = net(images, focus, k)
+        x = 6.0 / out.depth_m  # the predicted blur code, pixels
+        sigma = (6.0 / focus.reshape(1, 3, 1, 1) - x).abs()
+    w = torch.softmax(-sigma / 0.25, dim=1)
+    assert torch.allclose(out.aif, (w.unsqueeze(2) * images).sum(1), atol=1e-4)
+    net.train()  # training re-renders from the AIF head
+    head = net(images, focus, k).aif
+    assert not torch.allclose(head, out.aif, atol=1e-3)
+    with pytest.raises(ValueError, match="composite"):
+        NetConfig(aif="composite")  # needs the blur coding
