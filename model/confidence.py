@@ -23,7 +23,8 @@ from torch import Tensor
 
 from model.optics import ThinLensLike
 
-__all__ = ["ConfidenceConfig", "PhysicsCheck", "physics_check", "confidence_from_residual"]
+__all__ = ["ConfidenceConfig", "PhysicsCheck", "physics_check", "confidence_from_residual", "check_prediction",
+           "CheckedMaps"]
 
 
 @dataclass(frozen=True)
@@ -81,3 +82,34 @@ def physics_check(
     rendered, sigma = rerender_stack(aif, depth_m, focus_m, lens, blur_scale, max_radius=max_radius)
     residual, conf = confidence_from_residual(images, rendered, config)
     return PhysicsCheck(rendered=rendered, residual=residual, confidence=conf, sigma=sigma)
+
+
+class CheckedMaps(NamedTuple):
+    """:func:`check_prediction`'s result as NumPy: ``confidence (H, W)``, ``residual (H, W)``,
+    ``rendered (S, H, W, 3)``."""
+
+    confidence: "np.ndarray"
+    residual: "np.ndarray"
+    rendered: "np.ndarray"
+
+
+def check_prediction(images, focus_m, aif, depth_m, lens: ThinLensLike, device: str | None = None,
+                     blur_scale: float = 1.0) -> CheckedMaps:
+    """:func:`physics_check` of one prediction given as NumPy arrays: ``images (S, H, W, 3)``, ``focus_m (S,)``
+    metres, ``aif (H, W, 3)``, ``depth_m (H, W)`` metres (the runners' layout); renderer window as the runners
+    use it (:data:`model.render.DEFAULT_MAX_RADIUS_PX`)."""
+    import numpy as np
+
+    from model.render import DEFAULT_MAX_RADIUS_PX
+    from model.runners import check_stack_input
+
+    arr, fm = check_stack_input(images, focus_m)
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    with torch.inference_mode():
+        x = torch.from_numpy(arr).permute(0, 3, 1, 2)[None].to(dev)
+        a = torch.from_numpy(np.ascontiguousarray(aif, np.float32)).permute(2, 0, 1)[None].to(dev)
+        d = torch.from_numpy(np.ascontiguousarray(depth_m, np.float32))[None, None].to(dev)
+        chk = physics_check(x, torch.from_numpy(fm)[None].to(dev), a, d, lens, max_radius=DEFAULT_MAX_RADIUS_PX,
+                            blur_scale=blur_scale)
+    return CheckedMaps(confidence=chk.confidence[0, 0].float().cpu().numpy(), residual=chk.residual[0, 0].float().cpu().numpy(),
+                       rendered=chk.rendered[0].permute(0, 2, 3, 1).float().cpu().numpy())

@@ -125,7 +125,7 @@ def make_suite(out: Path, split: str = "test", per_family: int = 2, progress: bo
 
 
 def score_suite(data: Path, model: Path | None = None, baseline: bool = True, ignore_lens: bool = False,
-                refine: bool = False) -> dict[str, Any]:
+                refine: bool = False, sweep: bool = False) -> dict[str, Any]:
     """Evaluate a suite folder; returns the overall scores and a table per lens and per family.
 
     A lens-specific model meets another lens only with ``ignore_lens`` (it then runs with its own optics).
@@ -133,29 +133,31 @@ def score_suite(data: Path, model: Path | None = None, baseline: bool = True, ig
     from model.evaluate import evaluate_folder
     from model.metrics import aggregate
 
-    res = evaluate_folder(data, model=model, runtime="torch", baseline=baseline, ignore_lens=ignore_lens, refine=refine)
+    res = evaluate_folder(data, model=model, runtime="torch", baseline=baseline, ignore_lens=ignore_lens, refine=refine,
+                          sweep=sweep)
     groups: dict[str, dict[str, list]] = {}
     for row in res["per_stack"]:
         lens_name, fam = row["stack"].rsplit("_", 2)[:2]
-        for key in ("model", "baseline", "refined"):
+        for key in ("model", "baseline", "refined", "swept"):
             if key in row:
                 for g in (f"lens {lens_name}", f"family {fam}"):
                     groups.setdefault(g, {}).setdefault(key, []).append(row[key])
     table = {g: {k: aggregate(v) for k, v in d.items()} for g, d in sorted(groups.items())}
-    return {"overall": {k: res[k] for k in ("model", "baseline", "refined") if k in res}, "groups": table,
+    return {"overall": {k: res[k] for k in ("model", "baseline", "refined", "swept") if k in res}, "groups": table,
             "per_stack": res["per_stack"]}
 
 
 def format_scores(scores: dict[str, Any]) -> str:
-    """Plain-text table: delta1 / AbsRel of the network (and refinement) and depth from focus per group."""
-    lines = [f"{'group':<28}{'net d1':>8}{'AbsRel':>8}{'ref d1':>8}{'AbsRel':>8}{'DfF d1':>8}{'AbsRel':>8}{'n':>4}"]
+    """Plain-text table: delta1 / AbsRel of the network (with the sweep, with refinement) and depth from focus per group."""
+    lines = [f"{'group':<28}{'net d1':>8}{'AbsRel':>8}{'swp d1':>8}{'AbsRel':>8}{'ref d1':>8}{'AbsRel':>8}"
+             f"{'DfF d1':>8}{'AbsRel':>8}{'n':>4}"]
 
     def cell(d: dict[str, Any], key: str) -> str:
         return f"{d[key]['d1']:>8.3f}{d[key]['abs_rel']:>8.3f}" if key in d else f"{'-':>8}{'-':>8}"
 
     for name, d in [("all", scores["overall"]), *scores["groups"].items()]:
         n = int(d["model"]["stacks"]) if "model" in d else 0
-        lines.append(f"{name:<28}{cell(d, 'model')}{cell(d, 'refined')}{cell(d, 'baseline')}{n:>4}")
+        lines.append(f"{name:<28}{cell(d, 'model')}{cell(d, 'swept')}{cell(d, 'refined')}{cell(d, 'baseline')}{n:>4}")
     return "\n".join(lines)
 
 
@@ -172,6 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     s.add_argument("--checkpoint", type=Path, default=None, help="model (default: the shipped one)")
     s.add_argument("--baseline", action="store_true", help="also classical depth from focus")
     s.add_argument("--refine", action="store_true", help="also test-time refinement (slow: ~40 s per stack on 2 cores)")
+    s.add_argument("--sweep", action="store_true", help="also the network + relative-blur sweep (model.defocus_sweep; ~1.5 s per stack)")
     s.add_argument("--ignore-lens", action="store_true", help="run a lens-specific model on other lenses anyway")
     s.add_argument("--json", type=Path, default=None, help="also write the scores as JSON")
     args = p.parse_args(argv)
@@ -182,7 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         paths = make_suite(args.out, args.split, args.per_family)
         print(f"wrote {len(paths)} stacks to {args.out}")
         return 0
-    scores = score_suite(args.data, args.checkpoint, args.baseline, args.ignore_lens, args.refine)
+    scores = score_suite(args.data, args.checkpoint, args.baseline, args.ignore_lens, args.refine, args.sweep)
     print(format_scores(scores))
     if args.json is not None:
         from model.atomic import atomic_write_json

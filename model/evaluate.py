@@ -149,12 +149,14 @@ def holdout_scores(runner: Any, stack: Any, reference: bool = True, ignore_lens:
 
 
 def evaluate_folder(data: Path, model: Path | None = None, runtime: str = "auto", baseline: bool = False,
-                    ignore_lens: bool = False, device: str | None = None, refine: bool = False) -> dict[str, Any]:
+                    ignore_lens: bool = False, device: str | None = None, refine: bool = False,
+                    sweep: bool = False) -> dict[str, Any]:
     """Evaluate every stack under ``data``.
 
     Returns ``{"model": {...}, "refined": {...}, "baseline": {...}, "aif": .., "heldout": {...},
     "heldout_classical": {...}, "per_stack": [...]}`` (``refined`` and its ``aif_refined`` only with ``refine``;
-    ``baseline`` only with ``baseline``; the held-back scores for stacks without ground truth, see
+    ``baseline`` only with ``baseline``; ``swept`` (the network's depth after the relative-blur sweep,
+    :mod:`model.defocus_sweep`) only with ``sweep``; the held-back scores for stacks without ground truth, see
     :func:`holdout_scores`: the network's under ``heldout``, the classical reference's under ``heldout_classical``).
     """
     from tqdm import tqdm
@@ -173,7 +175,7 @@ def evaluate_folder(data: Path, model: Path | None = None, runtime: str = "auto"
 
         refiner = RefiningRunner(runner, device=device, progress=True)
     per_stack: list[dict[str, Any]] = []
-    keys = ("model", "aif", "refined", "aif_refined", "baseline", "heldout", "heldout_classical")
+    keys = ("model", "aif", "refined", "aif_refined", "swept", "baseline", "heldout", "heldout_classical")
     rows: dict[str, list[dict[str, float]]] = {k: [] for k in keys}
 
     def record(row: dict[str, Any], key: str, scores: dict[str, float]) -> None:
@@ -194,6 +196,12 @@ def evaluate_folder(data: Path, model: Path | None = None, runtime: str = "auto"
             score(row, st, pred, "model", "aif")
             if refiner is not None:
                 score(row, st, refiner.refine(st.images, st.focus_m, pred), "refined", "aif_refined")
+            if sweep:
+                from model.defocus_sweep import sweep_depth
+                from model.runners import working_range_of
+
+                swept = sweep_depth(st.images, st.focus_m, runner.lens, pred.depth_m, working_range_of(runner))
+                record(row, "swept", depth_metrics(swept, st.depth))
             if baseline:
                 from model.baseline_dff import depth_from_focus
 
@@ -216,8 +224,9 @@ def format_table(result: dict[str, Any]) -> str:
     keys = ["abs_rel", "sq_rel", "rmse", "rmse_log", "d1", "d2", "d3"]
     if "model" in result:
         lines.append(f"{'method':<22}" + "".join(f"{k:>10}" for k in keys) + f"{'stacks':>8}")
-        labels = {"model": "DAIF-Net", "refined": "DAIF-Net + refine", "baseline": "depth-from-focus"}
-        for name in ("model", "refined", "baseline"):
+        labels = {"model": "DAIF-Net", "refined": "DAIF-Net + refine", "swept": "DAIF-Net + sweep",
+                  "baseline": "depth-from-focus"}
+        for name in ("model", "refined", "swept", "baseline"):
             if name in result:
                 r = result[name]
                 label = labels[name]
@@ -249,6 +258,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ignore-lens", action="store_true", help="evaluate even if a stack's lens differs from the model's")
     p.add_argument("--refine", action="store_true",
                    help="also score test-time refinement on each stack (model.refine; slow: ~40 s per 320x240 stack on CPU)")
+    p.add_argument("--sweep", action="store_true",
+                   help="also score the network's depth after the relative-blur sweep (model.defocus_sweep; ~1.5 s per stack)")
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
     p.add_argument("--device", default=None)
     args = p.parse_args(argv)
@@ -256,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
 
     setup_logging()
     result = evaluate_folder(args.data, args.model, args.runtime, args.baseline, args.ignore_lens, args.device,
-                             refine=args.refine)
+                             refine=args.refine, sweep=args.sweep)
     print(json.dumps(result, indent=2) if args.json else format_table(result))
     return 0
 

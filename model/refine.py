@@ -320,21 +320,14 @@ class RefiningRunner:
             if bar is not None:
                 bar.close()
         chk = self._check(images, focus_m, depth, aif)  # of the final maps, once
-        return replace(
-            pred,
-            depth_m=depth,
-            aif=aif,
-            confidence=chk.confidence[0, 0].float().cpu().numpy(),
-            residual=chk.residual[0, 0].float().cpu().numpy(),
-            rendered=chk.rendered[0].permute(0, 2, 3, 1).float().cpu().numpy(),
-        )
+        return replace(pred, depth_m=depth, aif=aif, confidence=chk.confidence, residual=chk.residual, rendered=chk.rendered)
 
     def _fill(self, images: np.ndarray, focus_m: Sequence[float], depth: np.ndarray, aif: np.ndarray):
         """Propagate into untrusted pixels and filter, as configured; returns the ``(H, W)`` depth, metres."""
         near_m, far_m = self.working_range_m
         cfg = self.config
         if cfg.propagate and cfg.propagate_strength > 0:
-            trust = self._check(images, focus_m, depth, aif).confidence[0, 0].double().cpu().numpy()
+            trust = self._check(images, focus_m, depth, aif).confidence.astype(np.float64)
             if cfg.propagate_texture_tau > 0:
                 trust = trust * -np.expm1(-aif_texture(aif, cfg.propagate_texture_window, self.device)
                                           / cfg.propagate_texture_tau)
@@ -347,15 +340,7 @@ class RefiningRunner:
         return depth
 
     def _check(self, images: np.ndarray, focus_m: Sequence[float], depth: np.ndarray, aif: np.ndarray):
-        import torch
+        from model.confidence import check_prediction
 
-        from model.confidence import physics_check
-        from model.render import DEFAULT_MAX_RADIUS_PX
-
-        arr, fm = check_stack_input(images, focus_m)
-        dev = torch.device(self.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        with torch.inference_mode():
-            x = torch.from_numpy(arr).permute(0, 3, 1, 2)[None].to(dev)
-            return physics_check(x, torch.from_numpy(fm)[None].to(dev), torch.from_numpy(aif).permute(2, 0, 1)[None].to(dev),
-                                 torch.from_numpy(depth)[None, None].to(dev), self.lens,
-                                 max_radius=DEFAULT_MAX_RADIUS_PX, blur_scale=self.config.psf_sigma_scale)
+        return check_prediction(images, focus_m, aif, depth, self.lens, device=self.device,
+                                blur_scale=self.config.psf_sigma_scale)

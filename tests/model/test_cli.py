@@ -123,3 +123,24 @@ def test_refine_flags(tmp_path, dataset, tiny_checkpoint, capsys):
         run_cli(lambda: main(["--data", str(dataset), "--out", str(tmp_path / "r2"), "--checkpoint",
                               str(tiny_checkpoint), "--refine", "--refine-blur-scale", "0"]))
     assert e.value.code == 2 and "psf_sigma_scale" in capsys.readouterr().err and not (tmp_path / "r2").exists()
+
+
+def test_sweep_flags(tmp_path, dataset, tiny_checkpoint, capsys):
+    from model.cli import run_cli
+    from model.evaluate import evaluate_folder, format_table
+    from model.predict import main
+
+    res = evaluate_folder(dataset, tiny_checkpoint, sweep=True)
+    assert res["swept"]["stacks"] == 1 and 0 <= res["swept"]["d1"] <= 1
+    assert "DAIF-Net + sweep" in format_table(res)
+    assert main(["--data", str(dataset), "--out", str(tmp_path / "s"), "--checkpoint", str(tiny_checkpoint),
+                 "--sweep", "--no-figures"]) == 0
+    depth = np.load(tmp_path / "s" / "a" / "s1" / "depth.npy")
+    assert depth.shape == (40, 48) and np.all(np.isfinite(depth)) and np.all(depth > 0)
+    meta = json.loads((tmp_path / "s" / "a" / "s1" / "prediction.json").read_text())
+    assert meta["sweep"] is True and meta["runtime"].endswith("+sweep")
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:  # sweep and refine together: a clear error, nothing written
+        run_cli(lambda: main(["--data", str(dataset), "--out", str(tmp_path / "s2"), "--checkpoint",
+                              str(tiny_checkpoint), "--sweep", "--refine"]))
+    assert e.value.code == 2 and "--sweep and --refine" in capsys.readouterr().err and not (tmp_path / "s2").exists()

@@ -197,8 +197,7 @@ def test_propagation_trusts_only_pixels_with_their_own_texture(lens, monkeypatch
     monkeypatch.setattr(refine_mod, "refine_prediction", lambda *a, **k: (depth.copy(), aif.copy()))
     monkeypatch.setattr(refine_mod, "propagate_depth", fake_propagate)
     monkeypatch.setattr(RefiningRunner, "_check", lambda self, *a: SimpleNamespace(
-        confidence=torch.from_numpy(conf)[None, None], residual=torch.zeros(1, 1, h, w),
-        rendered=torch.from_numpy(stack).permute(0, 3, 1, 2)[None]))
+        confidence=conf.copy(), residual=np.zeros((h, w), np.float32), rendered=stack.copy()))
 
     def trust(tau):
         cfg = RefineConfig(propagate_texture_tau=tau, median_radius=0)
