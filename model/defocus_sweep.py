@@ -31,6 +31,7 @@ import numpy as np
 
 from model.lens import LensProfile
 from model.optics import coc_sigma_px
+from model.runners import Runner, RunnerWrapper
 
 __all__ = ["SweepConfig", "relative_blur_cost", "sweep_depth", "SweepingRunner"]
 
@@ -160,21 +161,14 @@ def sweep_depth(
     return depths[np.where(inside, cost, np.inf).argmin(0)].astype(np.float32)
 
 
-class SweepingRunner:
+class SweepingRunner(RunnerWrapper):
     """A :class:`model.runners.Runner` whose depth is refined by :func:`sweep_depth` around the inner
     runner's prediction; the physics check (confidence, residual, re-rendered stack) is recomputed."""
 
-    def __init__(self, runner, config: SweepConfig = SweepConfig(), device: str | None = None) -> None:
-        from model.runners import working_range_of
-
-        self.inner = runner
+    def __init__(self, runner: Runner, config: SweepConfig = SweepConfig(), device: str | None = None) -> None:
+        super().__init__(runner, "sweep")
         self.config = config
         self.device = device
-        self.name = f"{runner.name}+sweep"
-        self.lens = runner.lens
-        self.focus_m = list(runner.focus_m)
-        self.working_range_m = working_range_of(runner)
-        self.model = getattr(runner, "model", None)
 
     def predict(self, images: np.ndarray, focus_m: Sequence[float]):
         """Predict with the inner runner, then sweep around its depth (``(S, H, W, 3)`` stack, metres)."""

@@ -27,7 +27,7 @@ import numpy as np
 from model.depth_filters import aif_texture, weighted_median_depth
 from model.depth_propagation import PROPAGATE_SPACES, propagate_depth
 from model.losses import LossWeights
-from model.runners import Prediction, Runner, check_stack_input
+from model.runners import Prediction, Runner, RunnerWrapper, check_stack_input
 
 __all__ = [
     "RefineConfig",
@@ -269,7 +269,7 @@ def refine_prediction(
     return depth_out.astype(np.float32), aif_out.astype(np.float32)
 
 
-class RefiningRunner:
+class RefiningRunner(RunnerWrapper):
     """A :class:`model.runners.Runner` that refines another runner's predictions on their own stacks.
 
     The physics check (confidence, residual, re-rendered stack) is recomputed for the refined maps, with
@@ -279,17 +279,10 @@ class RefiningRunner:
     def __init__(self, runner: Runner, config: RefineConfig = RefineConfig(), device: str | None = None,
                  progress: bool = False) -> None:
         config.validate()
+        super().__init__(runner, "refine")
         self.progress = progress
-        self.inner = runner
         self.config = config
         self.device = device
-        self.name = f"{runner.name}+refine"
-        self.lens = runner.lens
-        self.focus_m = list(runner.focus_m)
-        from model.runners import working_range_of
-
-        self.working_range_m = working_range_of(runner)
-        self.model = getattr(runner, "model", None)
 
     def predict(self, images: np.ndarray, focus_m: Sequence[float]) -> Prediction:
         """Predict with the inner runner, refine on the stack, then propagate into textureless regions

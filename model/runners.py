@@ -26,6 +26,7 @@ from model.lens import LensProfile
 from model.optics import check_focus_distances
 
 __all__ = [
+    "RunnerWrapper",
     "bind_lens",
     "Prediction",
     "Runner",
@@ -161,6 +162,20 @@ class TorchRunner:
             residual=res,
             rendered=rendered,
         )
+
+
+class RunnerWrapper:
+    """Base of runners that post-process another runner's predictions (``model.refine``,
+    ``model.defocus_sweep``): they keep its lens, focus distances, depth range and model, so
+    :func:`bind_lens` and :func:`working_range_of` see through them. Subclasses define ``predict``."""
+
+    def __init__(self, runner: Runner, suffix: str) -> None:
+        self.inner = runner
+        self.name = f"{runner.name}+{suffix}"
+        self.lens = runner.lens
+        self.focus_m = list(runner.focus_m)
+        self.working_range_m = working_range_of(runner)
+        self.model = getattr(runner, "model", None)
 
 
 def bind_lens(runner: object, lens: LensProfile, focus_m: Sequence[float], source: str, ignore_lens: bool = False) -> None:
