@@ -14,8 +14,10 @@ so the network supplies context (which surface, roughly how far) and the physics
 Chosen on the evaluation suite's tuning split (``python -m model.eval_suite score --sweep``; README
 "Results"): window 15 px, band 1.35, 64 hypotheses.
 
-Cost on two CPU cores: about 1.5 s per 5 x 240 x 320 stack (OpenCV Gaussian blurs of a blur pyramid and
-NumPy sums); not on the Jetson's live path (``model.predict --sweep``, ``model.eval_suite score --sweep``).
+Cost on two CPU cores: about 0.18 s per 5 x 240 x 320 stack, 1.56x the network alone
+(``benchmarks/bench_sweep.py``; OpenCV Gaussian blurs of a blur pyramid and NumPy sums). Offered by
+``model.predict --sweep``, ``model.evaluate --sweep`` and ``model.eval_suite score --sweep``; not yet on the
+device's live path.
 
 Units: metres, pixels. Arrays: NumPy, images ``(S, H, W, 3)`` float in ``[0, 1]``.
 """
