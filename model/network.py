@@ -270,7 +270,8 @@ class DAIFNet(nn.Module):
 
 
 def lens_aware_config(config: NetConfig, lens: Any) -> NetConfig:
-    """The blur-coded twin of an inverse-depth config: same weights, same outputs for ``lens``.
+    """The blur-coded twin of an inverse-depth config: same weights, same depth for ``lens`` (and the same AIF
+    with ``aif="head"``; by default a blur-coded network returns the depth-guided composite AIF).
 
     With ``K`` = the lens's blur gain, the inverse-depth axis ``[1/far, 1/near]`` becomes the blur axis
     ``[K/far, K/near]`` pixels; since both codings are linear in inverse distance the network's input

@@ -32,15 +32,23 @@ def test_blur_per_dioptre_is_the_blur_slope_far_from_the_lens():
 def test_blur_coded_twin_gives_the_same_outputs_for_its_lens():
     torch.manual_seed(0)
     legacy = DAIFNet(NetConfig(width=4, depth=2, near_m=0.5, far_m=12.0)).eval()
-    twin = DAIFNet(lens_aware_config(legacy.config, REF)).eval()
+    from dataclasses import replace
+
+    # with the AIF head (aif="head") every output is the same; by default the twin's AIF is the
+    # depth-guided composite of the frames (model.network), its depth still the same
+    twin = DAIFNet(replace(lens_aware_config(legacy.config, REF), aif="head")).eval()
     twin.load_state_dict(legacy.state_dict())
     twin.set_lens(REF)
+    composite = DAIFNet(lens_aware_config(legacy.config, REF)).eval()
+    composite.load_state_dict(legacy.state_dict())
+    composite.set_lens(REF)
     x = torch.rand(1, 5, 3, 16, 16)
     f = torch.tensor([[1.0, 1.5, 2.5, 4.0, 6.0]])
     with torch.no_grad():
-        a, b = legacy(x, f), twin(x, f)
-    assert torch.allclose(a.depth_m, b.depth_m, rtol=1e-5)
+        a, b, c = legacy(x, f), twin(x, f), composite(x, f)
+    assert torch.allclose(a.depth_m, b.depth_m, rtol=1e-5) and torch.allclose(a.depth_m, c.depth_m, rtol=1e-5)
     assert torch.allclose(a.aif, b.aif, atol=1e-6)
+    assert not torch.allclose(a.aif, c.aif, atol=1e-3)
     assert twin.working_range_m() == pytest.approx((0.5, 12.0))
 
 
