@@ -165,7 +165,8 @@ def sweep_depth(
 
 class SweepingRunner(RunnerWrapper):
     """A :class:`model.runners.Runner` whose depth is refined by :func:`sweep_depth` around the inner
-    runner's prediction; the physics check (confidence, residual, re-rendered stack) is recomputed."""
+    runner's prediction; the AIF stays the inner runner's, the physics check (confidence, residual,
+    re-rendered stack) is recomputed for the new depth."""
 
     def __init__(self, runner: Runner, config: SweepConfig = SweepConfig(), device: str | None = None) -> None:
         super().__init__(runner, "sweep")
