@@ -16,8 +16,8 @@ Chosen on the evaluation suite's tuning split (``python -m model.eval_suite scor
 
 Cost on two CPU cores: about 0.18 s per 5 x 240 x 320 stack, 1.56x the network alone
 (``benchmarks/bench_sweep.py``; OpenCV Gaussian blurs of a blur pyramid and NumPy sums). Offered by
-``model.predict --sweep``, ``model.evaluate --sweep`` and ``model.eval_suite score --sweep``; not yet on the
-device's live path.
+``model.predict --sweep``, ``device.capture --sweep``, ``model.evaluate --sweep`` and
+``model.eval_suite score --sweep``.
 
 Units: metres, pixels. Arrays: NumPy, images ``(S, H, W, 3)`` float in ``[0, 1]``.
 """
@@ -168,10 +168,14 @@ class SweepingRunner(RunnerWrapper):
     runner's prediction; the AIF stays the inner runner's, the physics check (confidence, residual,
     re-rendered stack) is recomputed for the new depth."""
 
-    def __init__(self, runner: Runner, config: SweepConfig = SweepConfig(), device: str | None = None) -> None:
+    def __init__(self, runner: Runner, config: SweepConfig = SweepConfig(), device: str | None = None,
+                 with_confidence: bool | None = None) -> None:
         super().__init__(runner, "sweep")
         self.config = config
         self.device = device
+        # None: a physics check when the inner runner gives one; True/False: always/never (build the inner
+        # runner without its own check then, so the stack is not re-rendered twice)
+        self.with_confidence = with_confidence
 
     def predict(self, images: np.ndarray, focus_m: Sequence[float]):
         """Predict with the inner runner, then sweep around its depth (``(S, H, W, 3)`` stack, metres)."""
@@ -180,7 +184,8 @@ class SweepingRunner(RunnerWrapper):
 
         pred = self.inner.predict(images, focus_m)
         depth = sweep_depth(images, focus_m, self.lens, pred.depth_m, working_range_of(self), self.config)
-        if pred.confidence is None:
-            return replace(pred, depth_m=depth)
+        check = pred.confidence is not None if self.with_confidence is None else self.with_confidence
+        if not check:
+            return replace(pred, depth_m=depth, confidence=None, residual=None, rendered=None)
         chk = check_prediction(images, focus_m, pred.aif, depth, self.lens, device=self.device)
         return replace(pred, depth_m=depth, confidence=chk.confidence, residual=chk.residual, rendered=chk.rendered)

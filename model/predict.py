@@ -398,11 +398,11 @@ def predict_folder(cfg: PredictConfig) -> PredictReport:
 def _make_runner(cfg: PredictConfig):
     from model.runners import create_runner
 
-    runner = create_runner(cfg.runtime, cfg.model, device=cfg.device)
-    if cfg.sweep:
+    runner = create_runner(cfg.runtime, cfg.model, device=cfg.device, with_confidence=not cfg.sweep)
+    if cfg.sweep:  # the physics check is made once, of the swept depth
         from model.defocus_sweep import SweepingRunner
 
-        runner = SweepingRunner(runner, device=cfg.device)
+        runner = SweepingRunner(runner, device=cfg.device, with_confidence=True)
     if cfg.refine:
         from model.refine import RefineConfig, RefiningRunner
 

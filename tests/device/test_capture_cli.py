@@ -224,3 +224,12 @@ def test_range_the_camera_cannot_focus_exits_2_with_one_line(tiny_checkpoint):
                      "--count", "1"])
     assert r.returncode == 2 and "needs focus at" in r.stderr and "0.5 m to infinity" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_sweep_sharpens_each_prediction_on_the_live_path(tiny_checkpoint, tmp_path):
+    out = tmp_path / "out"
+    r = _run(FAST + ["--model", str(tiny_checkpoint), "--count", "2", "--out", str(out), "--sweep"])
+    assert r.returncode == 0, r.stderr
+    assert re.search(r"inference \(torch\+sweep\): 2 stacks, \d+ ms mean", r.stdout)
+    d = np.load(out / "stack_000000" / "depth.npy")
+    assert d.shape == (60, 80) and np.all(np.isfinite(d)) and np.all(d > 0)
