@@ -18,7 +18,16 @@ import numpy as np
 
 from model.optics import check_focus_distances
 
-__all__ = ["focus_measure", "depth_from_focus"]
+__all__ = ["to_grey", "focus_measure", "depth_from_focus"]
+
+
+_LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+
+
+def to_grey(images: np.ndarray) -> np.ndarray:
+    """Luma (Rec. 601 weights) of float ``(..., 3)`` RGB, float32 ``(...)``; other shapes are returned as float32."""
+    x = np.asarray(images, dtype=np.float32)
+    return x @ _LUMA if x.shape[-1:] == (3,) else x
 
 
 def focus_measure(images: np.ndarray, window: int = 9) -> np.ndarray:
@@ -32,8 +41,8 @@ def focus_measure(images: np.ndarray, window: int = 9) -> np.ndarray:
         float32 ``(S, H, W)``, >= 0.
     """
     x = np.asarray(images, dtype=np.float32)
-    if x.ndim == 4 and x.shape[-1] == 3:
-        x = x @ np.array([0.299, 0.587, 0.114], np.float32)
+    if x.ndim == 4:
+        x = to_grey(x)
     if x.ndim != 3:
         raise ValueError(f"images must be (S, H, W, 3) or (S, H, W), got {np.shape(images)}")
     if isinstance(window, bool) or not isinstance(window, int) or window < 1 or window % 2 == 0:

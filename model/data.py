@@ -332,14 +332,15 @@ def render_batch_layered(
     return torch.from_numpy(np.stack(out)).permute(0, 1, 4, 2, 3).contiguous().float()
 
 
-def _vignette(rng: np.random.Generator, h: int, w: int, strength: float) -> np.ndarray:
-    """``(h, w)`` float32 gain ``1 - v r^2``: ``v`` uniform in ``[0, strength]``, ``r`` the distance from a random
-    optical centre (inside the crop's middle half) over the crop's half-diagonal, clipped at 1."""
+def _vignette(rng: np.random.Generator, aif: np.ndarray, strength: float) -> np.ndarray:
+    """``aif (h, w, 3)`` vignetted (:func:`model.synth.frame.vignette`) by a strength drawn uniform in
+    ``[0, strength]`` about a random optical centre inside the crop's middle half (a crop of a larger frame)."""
+    from model.synth.frame import vignette
+
+    h, w = aif.shape[:2]
     v = rng.uniform(0.0, strength)
     cy, cx = rng.uniform(0.25, 0.75) * (h - 1), rng.uniform(0.25, 0.75) * (w - 1)
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
-    r2 = ((ys - cy) ** 2 + (xs - cx) ** 2) / (0.25 * (h * h + w * w))
-    return (1.0 - v * np.minimum(r2, 1.0)).astype(np.float32)
+    return vignette(aif, v, centre=(cx, cy)).astype(np.float32)
 
 
 class _RenderedStacks(IterableDataset):
@@ -386,7 +387,7 @@ class _RenderedStacks(IterableDataset):
             focus.append(draw.focus_m if draw is not None else cfg.draw_focus(rng, s))
         focus_arr = np.stack(focus)
         if cfg.vignetting > 0:
-            aifs = [a * _vignette(rng, h, w, cfg.vignetting)[:, :, None] for a in aifs]
+            aifs = [_vignette(rng, a, cfg.vignetting) for a in aifs]
         if cfg.disc_prob > 0 and rng.random() < cfg.disc_prob:
             images = render_batch_layered(np.stack(aifs), np.stack(renders), focus_arr, lens, cfg.noise, rng)
         else:

@@ -31,14 +31,12 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from model.baseline_dff import to_grey
 from model.lens import LensProfile
 from model.optics import coc_sigma_px
 from model.runners import Runner, RunnerWrapper
 
 __all__ = ["SweepConfig", "relative_blur_cost", "sweep_depth", "SweepingRunner"]
-
-_LUMA = np.array([0.299, 0.587, 0.114], np.float32)
-
 
 @dataclass(frozen=True)
 class SweepConfig:
@@ -111,7 +109,7 @@ def relative_blur_cost(
     fs = np.asarray(focus_m, np.float64).reshape(-1)
     if fs.shape[0] != x.shape[0]:
         raise ValueError(f"{x.shape[0]} images but {fs.shape[0]} focus distances")
-    grey = x @ _LUMA
+    grey = to_grey(x)
     levels = np.concatenate([[0.0], np.geomspace(0.3, config.max_sigma_px, config.pyramid_levels)])
     pyrs = [_BlurPyramid(g, levels) for g in grey]
     s = len(fs)

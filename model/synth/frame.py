@@ -122,15 +122,22 @@ class Sensor:
         return out
 
 
-def vignette(irradiance: np.ndarray, strength: float) -> np.ndarray:
+def vignette(irradiance: np.ndarray, strength: float, centre: tuple[float, float] | None = None) -> np.ndarray:
     """Irradiance falling off towards the corners: times ``1 - strength * r^2``, ``r`` the distance from the
-    image centre relative to the corner's. ``(H, W)`` or ``(H, W, C)``; ``strength = 0`` returns the input."""
+    image centre relative to the corner's. ``(H, W)`` or ``(H, W, C)``; ``strength = 0`` returns the input.
+
+    ``centre``: ``(x, y)`` pixels of the optical axis when it is not the image centre (a crop of a larger
+    frame); ``r`` is then measured from it, still relative to the image's centre-to-corner distance, and
+    clipped at 1."""
     if not strength:
         return irradiance
     h, w = irradiance.shape[:2]
     cx, cy = (w - 1) / 2.0, (h - 1) / 2.0
+    ax, ay = (cx, cy) if centre is None else (float(centre[0]), float(centre[1]))
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    r2 = ((xx - cx) ** 2 + (yy - cy) ** 2) / (cx * cx + cy * cy)
+    r2 = ((xx - ax) ** 2 + (yy - ay) ** 2) / (cx * cx + cy * cy)
+    if centre is not None:
+        r2 = np.minimum(r2, 1.0)
     fall = 1.0 - strength * r2
     return irradiance * (fall if irradiance.ndim == 2 else fall[:, :, None])
 
