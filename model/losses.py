@@ -5,7 +5,11 @@
 - coarse AIF: for each pixel, the input pixel whose predicted defocus is smallest (soft-argmin over the
   stack, so that it is differentiable in depth); the AIF is pulled towards it;
 - sharpness ("blur") of the AIF and of the coarse AIF: minus the mean absolute Laplacian of Gaussian;
-- edge-aware smoothness of the mean-normalised inverse depth, weighted by ``exp(-beta |grad I|)``.
+- edge-aware smoothness of the mean-normalised inverse depth, weighted by ``exp(-beta |grad I|)``;
+- relative blur (not in the paper; weight 0 unless a config sets it): for neighbouring frames ``i, j`` the
+  sharper one, blurred by the relative blur ``sqrt(|sigma_i^2 - sigma_j^2|)`` the predicted depth gives,
+  must match the blurrier one (Gaussian blurs add variances). It needs no AIF: the same physics as the
+  sweep of :mod:`model.defocus_sweep`, as a differentiable loss on the network's depth.
 """
 
 from __future__ import annotations
@@ -23,13 +27,15 @@ __all__ = [
     "soft_coarse_aif",
     "log_sharpness",
     "edge_aware_smoothness",
+    "relative_blur_loss",
 ]
 
 
 @dataclass(frozen=True)
 class LossWeights:
     """Weights of the loss terms (published defaults: recon 1e3, AIF blur 10, coarse-AIF blur 10,
-    smoothness 10 with beta 2.5). ``coarse`` (AIF to coarse-AIF L1) is not in the published list."""
+    smoothness 10 with beta 2.5). ``coarse`` (AIF to coarse-AIF L1) and ``relblur``
+    (:func:`relative_blur_loss`, off by default) are not in the published list."""
 
     recon: float = 1e3
     aif_blur: float = 10.0
@@ -39,6 +45,7 @@ class LossWeights:
     coarse: float = 1.0
     ssim_alpha: float = 0.85
     coarse_temperature_px: float = 0.5
+    relblur: float = 0.0
 
 
 def _gauss_window(size: int, sigma: float, device: torch.device, dtype: torch.dtype) -> Tensor:
@@ -129,3 +136,39 @@ def edge_aware_smoothness(depth_m: Tensor, image: Tensor, beta: float = 2.5) -> 
     ix = (image[..., :, 1:] - image[..., :, :-1]).abs().mean(1, keepdim=True)
     iy = (image[..., 1:, :] - image[..., :-1, :]).abs().mean(1, keepdim=True)
     return (dx * torch.exp(-beta * ix)).mean() + (dy * torch.exp(-beta * iy)).mean()
+
+
+def relative_blur_loss(images: Tensor, sigma: Tensor, alpha: float = 0.85, max_radius: int = 16) -> Tensor:
+    """Relative-blur consistency of neighbouring frames under the predicted blur; a scalar.
+
+    For frames ``i`` and ``i + 1`` the predicted blurs give per pixel the relative blur
+    ``r = sqrt(|sigma_i^2 - sigma_{i+1}^2|)``; the sharper frame is blurred by ``r`` (the other by 0) and the
+    two grey images are compared by ``alpha (1 - SSIM)/2 + (1 - alpha) L1``. At the true depth both equal
+    the AIF blurred by the larger blur, so the loss is smallest there; a wrong depth over- or under-blurs.
+    Differentiable in ``sigma`` through :func:`model.render.gauss_psf`.
+
+    Args:
+        images: ``(B, S, C, H, W)`` input stack in ``[0, 1]``, ``S >= 2``.
+        sigma: ``(B, S, H, W)`` predicted blur of each frame, pixels (e.g. from ``rerender_stack``).
+        alpha: SSIM share of the photometric error.
+        max_radius: cap on the PSF window radius, pixels.
+    """
+    from model.render import gauss_psf
+    from model.psf_window import capped_window_radius
+
+    b, s, c, h, w = images.shape
+    if s < 2:
+        raise ValueError(f"relative_blur_loss needs at least 2 frames, got {s}")
+    grey = images.mean(dim=2)  # (B, S, H, W)
+    var = sigma.float() ** 2
+    diff = var[:, 1:] - var[:, :-1]  # (B, S-1, H, W): > 0 where frame i is the sharper
+    eps = 1e-6
+    r_a = torch.sqrt(diff.clamp(min=0) + eps)  # blur for frame i
+    r_b = torch.sqrt((-diff).clamp(min=0) + eps)  # blur for frame i + 1
+    frames = torch.stack([grey[:, :-1], grey[:, 1:]], dim=2).reshape(-1, 1, h, w)
+    rel = torch.stack([r_a, r_b], dim=2).reshape(-1, 1, h, w)
+    radius = capped_window_radius(float(rel.detach().max()), max_radius)
+    blurred = gauss_psf(frames, rel, radius).reshape(b * (s - 1), 2, h, w)
+    x, y = blurred[:, :1], blurred[:, 1:]
+    dssim = ((1 - ssim_map(x, y)) / 2).clamp(0, 1)
+    return (alpha * dssim + (1 - alpha) * (x - y).abs()).mean()

@@ -32,7 +32,7 @@ from model.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from model.config import config_to_dict
 from model.errors import CheckpointError
 from model.lens import LensProfile
-from model.losses import edge_aware_smoothness, log_sharpness, recon_loss, soft_coarse_aif
+from model.losses import edge_aware_smoothness, log_sharpness, recon_loss, relative_blur_loss, soft_coarse_aif
 from model.metrics import aggregate, depth_metrics
 from model.network import DAIFNet, NetConfig, lens_aware_config
 from model.optics import defocus_sigma_map, working_range_m
@@ -333,6 +333,9 @@ class Trainer:
             + w.coarse_blur * terms["coarse_blur"]
             + w.smooth * terms["smooth"]
         )
+        if w.relblur > 0:
+            terms["relblur"] = relative_blur_loss(images, outputs["sigma"], w.ssim_alpha, self.cfg.max_psf_radius or 16)
+            total = total + w.relblur * terms["relblur"]
         terms["total"] = total
         return terms
 
