@@ -40,7 +40,8 @@ class TrainConfig:
     vignetting: float = 0.0  # largest corner fall-off of a random vignette (0.2 = 20 %)
 
     # data: "synthetic" (procedural scenes, rendered on the fly), "folder" (your focal-stack/1 folders
-    # under data_dir, e.g. recorded by device.capture --record) or "rgbd" (an RGB-D folder rendered on the fly)
+    # under data_dir, e.g. recorded by device.capture --record), "rgbd" (an RGB-D folder rendered on the fly)
+    # or "gpu_synthetic" (procedural scenes made and rendered in PyTorch on the training device, no workers)
     data: str = "synthetic"
     data_dir: str | None = None
     focus_mode: str = "fixed"  # "fixed": the focus_m above (optionally jittered); "bins": one per focus bin
@@ -86,8 +87,8 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise ``ValueError`` for inconsistent settings, before any work is done."""
-        if self.data not in ("synthetic", "folder", "rgbd"):
-            raise ValueError(f"data must be synthetic, folder or rgbd, got {self.data!r}")
+        if self.data not in ("synthetic", "folder", "rgbd", "gpu_synthetic"):
+            raise ValueError(f"data must be synthetic, folder, rgbd or gpu_synthetic, got {self.data!r}")
         if self.data in ("folder", "rgbd") and not self.data_dir:
             raise ValueError(f"data={self.data} needs data_dir=PATH")
         if self.focus_mode not in ("fixed", "bins"):
