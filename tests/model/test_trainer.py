@@ -118,3 +118,14 @@ def test_sigterm_to_process_group_stops_cleanly_with_workers(tmp_path):
     assert "exited unexpectedly" not in out and "done at step" in out, out
     step = int(out.split("done at step")[1].split(";")[0])
     assert step > 0 and read_checkpoint(run / "last.pt")["step"] == step
+
+
+def test_relative_blur_term_is_added_when_weighted(tmp_path):
+    off = Trainer(_cfg(tmp_path, "steps=1"), progress=False)
+    on = Trainer(_cfg(tmp_path, "steps=1", "loss.relblur=1000", f"out_dir={tmp_path / 'run2'}"), progress=False)
+    on.net.load_state_dict(off.net.state_dict())
+    batch = next(off._batches())
+    _, l_off = off.process_batch(batch)
+    _, l_on = on.process_batch(batch)
+    assert "relblur" not in l_off and l_on["relblur"].item() > 0
+    torch.testing.assert_close(l_on["total"], l_off["total"] + 1000 * l_on["relblur"], rtol=1e-5, atol=1e-5)
