@@ -16,7 +16,9 @@ never uses them. They are always present so that batches collate the same way fo
 
 - :class:`SyntheticStacks` — procedural scenes (:func:`model.synth.scenes.random_scene`) rendered with
   the training renderer (:func:`model.render.render_stack`, the gather-form Gaussian PSF, blur from
-  :func:`model.optics.coc_sigma_px`), plus sensor noise. Configured by :class:`SynthConfig`.
+  :func:`model.optics.coc_sigma_px`), plus sensor noise. Configured by :class:`SynthConfig`, which can also
+  send a share of the batches to the layered renderer (uniform disc or generalised Gaussian PSF, occlusion),
+  add residual focus breathing, and draw textures from a folder of extra photographs.
 - :class:`RGBDStacks` — the same, with scenes cropped from an RGB-D folder (:mod:`model.synth.rgbd`).
 - :class:`FolderStacks` — random crops of recorded ``focal-stack/1`` folders (map-style dataset);
   :class:`RandomBatches` turns it into a stream of batches.
@@ -123,6 +125,30 @@ class SynthConfig:
         vignetting: largest relative brightness fall-off at a crop corner (drawn uniform in
             ``[0, vignetting]`` per stack, quadratic in the distance from a random optical centre; the
             same for every frame, as it is in the self-supervised loss's re-rendering of the AIF).
+        psf_mix: ``(gaussian, disc, generalised)`` probabilities (summing to 1) of the PSF a batch is
+            rendered with: the Gaussian training renderer (:func:`render_batch`), the layered renderer with
+            the uniform disc, or the layered renderer with a generalised Gaussian of shape ``beta`` drawn
+            log-uniform in ``psf_beta_range`` (:func:`model.synth.layered.psf_kernel`; 2 = Gaussian,
+            4-8 = a disc with soft edges). ``None`` (default): ``(1 - disc_prob, disc_prob, 0)``; give
+            either this or ``disc_prob``.
+        psf_beta_range: ``(low, high)`` of the generalised PSF's shape, ``1 <= low <= high``.
+        psf_min_sigma_px: smallest per-axis PSF blur of layered batches, pixels, added in quadrature
+            (:data:`model.synth.layered.PIXEL_BOX_SIGMA_PX` = 0.29: never narrower than one pixel's box
+            footprint); 0 (default) none. The Gaussian renderer's batches are not affected.
+        breathing: residual focus breathing after alignment, as a fraction of the thin-lens breathing
+            (0 = off, default). Per stack a fraction ``e`` is drawn uniform in ``[-breathing, breathing]``
+            and frame ``i`` is magnified by ``breathing_magnification(focus_i, lens, nearest focus) ** e``
+            (:func:`model.optics.breathing_magnification`) about an optical centre drawn anywhere in the
+            frame the crop came from (the lens's ``image_size``, else twice the crop), before the noise.
+            The device path aligns every sweep for breathing before inference (:mod:`device.align`: the
+            thin lens about the image centre), so what reaches the network is a residual — the real lens
+            breathing differently from the thin lens and its optical centre off the image centre — of a
+            fraction of a pixel: train with 0.1-0.2 (shipped lens, focus 1-6 m, 320x240: full breathing
+            moves a corner pixel 8.4 px, 0.1 of it at most 0.85 px). 1 covers stacks never aligned.
+        photo_dir: a folder of extra training photographs (``.png``/``.jpg``, e.g. from
+            ``scripts/get_photos.sh``) used beside scikit-image's training photographs
+            (:func:`model.synth.textures.folder_photos`; held-out photographs in it are skipped). ``None``
+            (default): scikit-image's only. A missing or empty folder is an error here.
     """
 
     lens: LensProfile
@@ -148,6 +174,11 @@ class SynthConfig:
     weak_texture_prob: float = 0.0
     disc_prob: float = 0.0
     vignetting: float = 0.0
+    psf_mix: tuple[float, float, float] | None = None
+    psf_beta_range: tuple[float, float] = (2.0, 8.0)
+    psf_min_sigma_px: float = 0.0
+    breathing: float = 0.0
+    photo_dir: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.lens, LensProfile):
@@ -213,6 +244,35 @@ class SynthConfig:
             raise ValueError(f"disc_prob must be in [0, 1], got {self.disc_prob!r}")
         if not 0 <= float(self.vignetting) < 1:
             raise ValueError(f"vignetting must be in [0, 1), got {self.vignetting!r}")
+        if self.psf_mix is not None:
+            if isinstance(self.psf_mix, (str, bytes)) or not isinstance(self.psf_mix, Sequence) or len(self.psf_mix) != 3:
+                raise ValueError(f"psf_mix must be three probabilities (gaussian, disc, generalised), got {self.psf_mix!r}")
+            mix = tuple(float(v) for v in self.psf_mix)
+            if not all(math.isfinite(v) and v >= 0 for v in mix) or abs(sum(mix) - 1.0) > 1e-6:
+                raise ValueError(f"psf_mix must be three probabilities >= 0 summing to 1 (gaussian, disc, generalised), got {self.psf_mix!r}")
+            if self.disc_prob:
+                raise ValueError(f"give psf_mix or disc_prob, not both (disc_prob {self.disc_prob} is psf_mix [{1 - self.disc_prob:g}, {self.disc_prob:g}, 0])")
+            self.psf_mix = mix  # type: ignore[assignment]
+        blo, bhi = _pair(self.psf_beta_range, "psf_beta_range")
+        if not 1 <= blo <= bhi < math.inf:
+            raise ValueError(f"psf_beta_range must be (low, high) with 1 <= low <= high, finite, got {(blo, bhi)}")
+        self.psf_beta_range = (blo, bhi)
+        if not (math.isfinite(float(self.psf_min_sigma_px)) and 0 <= float(self.psf_min_sigma_px) <= 4):
+            raise ValueError(f"psf_min_sigma_px must be in [0, 4] pixels (0.29 = one pixel's box), got {self.psf_min_sigma_px!r}")
+        if not (math.isfinite(float(self.breathing)) and 0 <= float(self.breathing) <= 1):
+            raise ValueError(f"breathing must be in [0, 1] (a fraction of the thin-lens breathing), got {self.breathing!r}")
+        if self.photo_dir is not None:
+            from model.synth.textures import folder_photos
+
+            self.photo_dir = str(self.photo_dir)
+            folder_photos(self.photo_dir)  # a missing or empty folder fails here, before any work
+
+    @property
+    def psf_probs(self) -> tuple[float, float]:
+        """``(disc, generalised)`` probabilities of a batch's PSF (the rest: the Gaussian renderer)."""
+        if self.psf_mix is None:
+            return float(self.disc_prob), 0.0
+        return self.psf_mix[1], self.psf_mix[2]
 
     @property
     def focus_span_m(self) -> tuple[float, float]:
@@ -303,14 +363,18 @@ def render_batch(
     f = torch.from_numpy(np.asarray(focus_m, np.float32))
     with torch.no_grad():
         out, _ = rerender_stack(a, d, f, lens, max_radius=max_psf_radius, per_frame_radius=True)
-        if not noise.is_zero:
-            if rng is None:
-                raise ValueError("rng is required when noise is applied")
-            gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
-            out = noise.apply_torch(out, gen)
-        else:
-            out = out.clamp(0.0, 1.0)
+        out = _apply_noise(out, noise, rng)
     return out.float()
+
+
+def _apply_noise(images: torch.Tensor, noise: SensorNoise, rng: np.random.Generator | None) -> torch.Tensor:
+    """``images`` (any shape, torch) with ``noise`` (a torch generator seeded from ``rng``), clipped to [0, 1]."""
+    if noise.is_zero:
+        return images.clamp(0.0, 1.0)
+    if rng is None:
+        raise ValueError("rng is required when noise is applied")
+    gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
+    return noise.apply_torch(images, gen)
 
 
 def render_batch_layered(
@@ -320,15 +384,21 @@ def render_batch_layered(
     lens: LensProfile,
     noise: SensorNoise = NO_NOISE,
     rng: np.random.Generator | None = None,
+    beta: float = math.inf,
+    min_sigma_px: float = 0.0,
 ) -> torch.Tensor:
     """Render stacks with the layered uniform-disc renderer (:mod:`model.synth.layered`; occlusion-aware).
 
     Same arguments and result as :func:`render_batch`: ``aif (B, H, W, 3)``, ``depth (B, H, W)`` metres,
-    ``focus_m (B, S)`` metres -> float32 ``(B, S, 3, H, W)`` in [0, 1].
+    ``focus_m (B, S)`` metres -> float32 ``(B, S, 3, H, W)`` in [0, 1]. ``beta`` and ``min_sigma_px``
+    shape the PSF (:func:`model.synth.layered.psf_kernel`; the defaults: the uniform disc).
     """
     from model.synth.layered import render_stack_layered
 
-    out = [render_stack_layered(a, d, f, lens, noise=None if noise.is_zero else noise, rng=rng) for a, d, f in zip(aif, depth, focus_m)]
+    out = [
+        render_stack_layered(a, d, f, lens, noise=None if noise.is_zero else noise, rng=rng, beta=beta, min_sigma_px=min_sigma_px)
+        for a, d, f in zip(aif, depth, focus_m)
+    ]
     return torch.from_numpy(np.stack(out)).permute(0, 1, 4, 2, 3).contiguous().float()
 
 
@@ -341,6 +411,37 @@ def _vignette(rng: np.random.Generator, aif: np.ndarray, strength: float) -> np.
     v = rng.uniform(0.0, strength)
     cy, cx = rng.uniform(0.25, 0.75) * (h - 1), rng.uniform(0.25, 0.75) * (w - 1)
     return vignette(aif, v, centre=(cx, cy)).astype(np.float32)
+
+
+def _breathe(rng: np.random.Generator, images: torch.Tensor, focus_m: np.ndarray, lens: LensProfile, strength: float) -> torch.Tensor:
+    """Residual focus breathing (:attr:`SynthConfig.breathing`) of ``images (B, S, 3, H, W)`` focused at
+    ``focus_m (B, S)`` metres: per stack a fraction ``e ~ U(-strength, strength)`` of the thin-lens
+    magnification relative to the nearest focus (:func:`model.optics.breathing_magnification`), about an
+    optical centre anywhere in the frame the crop came from; bilinear, reflected at the border (as
+    :func:`model.synth.frame.magnify`, which only scales about the image centre)."""
+    import cv2
+
+    from model.optics import breathing_magnification
+
+    h, w = images.shape[-2:]
+    fw, fh = lens.image_size if lens.image_size is not None and lens.image_size[0] >= w and lens.image_size[1] >= h else (2 * w, 2 * h)
+    out = images.numpy().copy()
+    for b in range(out.shape[0]):
+        e = rng.uniform(-strength, strength)
+        # the crop's top-left corner at a random place in the frame; the optical centre at the frame's centre
+        cx = (fw - 1) / 2.0 - rng.uniform(0.0, fw - w)
+        cy = (fh - 1) / 2.0 - rng.uniform(0.0, fh - h)
+        ref = float(np.min(focus_m[b]))
+        for s in range(out.shape[1]):
+            m = breathing_magnification(float(focus_m[b, s]), lens, ref) ** e
+            if abs(m - 1.0) < 1e-9:
+                continue
+            r = 1.0 / m  # output pixel x samples the unmagnified frame at c + (x - c) / m
+            mat = np.array([[r, 0.0, cx * (1 - r)], [0.0, r, cy * (1 - r)]], np.float64)
+            frame = np.ascontiguousarray(out[b, s].transpose(1, 2, 0))
+            warped = cv2.warpAffine(frame, mat, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REFLECT)
+            out[b, s] = warped.reshape(h, w, -1).transpose(2, 0, 1)
+    return torch.from_numpy(out)
 
 
 class _RenderedStacks(IterableDataset):
@@ -388,10 +489,14 @@ class _RenderedStacks(IterableDataset):
         focus_arr = np.stack(focus)
         if cfg.vignetting > 0:
             aifs = [_vignette(rng, a, cfg.vignetting) for a in aifs]
-        if cfg.disc_prob > 0 and rng.random() < cfg.disc_prob:
-            images = render_batch_layered(np.stack(aifs), np.stack(renders), focus_arr, lens, cfg.noise, rng)
+        beta = self._draw_psf(rng)
+        noise = NO_NOISE if cfg.breathing > 0 else cfg.noise  # with breathing: noise after the warp
+        if beta is not None:
+            images = render_batch_layered(np.stack(aifs), np.stack(renders), focus_arr, lens, noise, rng, beta, cfg.psf_min_sigma_px)
         else:
-            images = render_batch(np.stack(aifs), np.stack(renders), focus_arr, lens, cfg.noise, rng, cfg.max_psf_radius)
+            images = render_batch(np.stack(aifs), np.stack(renders), focus_arr, lens, noise, rng, cfg.max_psf_radius)
+        if cfg.breathing > 0:
+            images = _apply_noise(_breathe(rng, images, focus_arr, lens, cfg.breathing), cfg.noise, rng).float()
         out = {
             "images": images,
             "focus_m": torch.from_numpy(focus_arr.astype(np.float32)),
@@ -404,6 +509,20 @@ class _RenderedStacks(IterableDataset):
         if cfg.batch_size is None:
             out = {k: v[0] for k, v in out.items()}
         return out
+
+    def _draw_psf(self, rng: np.random.Generator) -> float | None:
+        """This batch's PSF: ``None`` for the Gaussian renderer, else the layered renderer's shape ``beta``
+        (``inf``: the uniform disc). Draws nothing when every batch is Gaussian (today's default stream)."""
+        p_disc, p_gen = self.config.psf_probs
+        if p_disc + p_gen <= 0:
+            return None
+        u = rng.random()
+        if u < p_disc:
+            return math.inf
+        if u < p_disc + p_gen:
+            lo, hi = self.config.psf_beta_range
+            return float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+        return None
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         epoch = self.epoch
@@ -434,10 +553,13 @@ class SyntheticStacks(_RenderedStacks):
     def _scene(self, rng: np.random.Generator, h: int, w: int, scene_range_m: tuple[float, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
         from model.synth.scenes import random_scene
 
+        from model.synth.textures import training_photo_dir
+
         lo, hi = scene_range_m or self.config.scene_range_m  # type: ignore[misc]
-        return random_scene(
-            rng, h, w, lo, hi, split="train", n_objects=self.config.n_objects, weak_texture_prob=self.config.weak_texture_prob
-        )
+        with training_photo_dir(self.config.photo_dir):
+            return random_scene(
+                rng, h, w, lo, hi, split="train", n_objects=self.config.n_objects, weak_texture_prob=self.config.weak_texture_prob
+            )
 
 
 class RGBDStacks(_RenderedStacks):
@@ -786,6 +908,11 @@ def build_training_data(
     weak_texture_prob: float = 0.0,
     disc_prob: float = 0.0,
     vignetting: float = 0.0,
+    psf_mix: Sequence[float] | None = None,
+    psf_beta_range: tuple[float, float] = (2.0, 8.0),
+    psf_min_sigma_px: float = 0.0,
+    breathing: float = 0.0,
+    photo_dir: str | os.PathLike[str] | None = None,
 ) -> IterableDataset:
     """The stream of training batches for ``kind`` = ``"synthetic"``, ``"rgbd"`` or ``"folder"``.
 
@@ -795,7 +922,8 @@ def build_training_data(
     override either end of the default scene depth range. ``lens_sampling`` draws a lens and focus set per
     batch (lens-aware training, see :class:`SynthConfig`). For ``"folder"``: in ``"fixed"`` focus mode the
     frames nearest ``focus_m`` are used; in ``"bins"`` mode all frames, ``stack_size`` frames drawn one
-    per bin; noise and scene ranges do not apply (the data are real).
+    per bin; noise and scene ranges do not apply (the data are real). ``disc_prob`` ... ``photo_dir``: see
+    :class:`SynthConfig` (rendered kinds only).
     """
     crop_hw = (int(crop), int(crop)) if isinstance(crop, (int, np.integer)) else _pair(crop, "crop", int)
     if kind == "folder":
@@ -824,6 +952,11 @@ def build_training_data(
         weak_texture_prob=weak_texture_prob,
         disc_prob=disc_prob,
         vignetting=vignetting,
+        psf_mix=tuple(psf_mix) if psf_mix is not None else None,  # type: ignore[arg-type]
+        psf_beta_range=psf_beta_range,
+        psf_min_sigma_px=psf_min_sigma_px,
+        breathing=breathing,
+        photo_dir=None if photo_dir is None else str(photo_dir),
     )
     if scene_near_m is not None or scene_far_m is not None:
         lo, hi = cfg.scene_range_m  # type: ignore[misc]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 from model.losses import LossWeights
@@ -38,6 +39,24 @@ class TrainConfig:
     near_scene_prob: float = 0.0
     disc_prob: float = 0.0  # share of batches rendered by the layered uniform-disc renderer (occlusion)
     vignetting: float = 0.0  # largest corner fall-off of a random vignette (0.2 = 20 %)
+    # PSF of each batch, probabilities [gaussian, disc, generalised]: the Gaussian training renderer, the layered
+    # renderer with a uniform disc, or with a generalised Gaussian exp(-(r/a)^beta) of the same second moment,
+    # beta log-uniform in psf_beta (2 = Gaussian, 4-8 = a soft-edged disc); null = [1 - disc_prob, disc_prob, 0]
+    # (give psf_mix or disc_prob). CPU time to render a batch of 4 stacks of 5 frames at 64x64 (one thread,
+    # median of about 20): Gaussian 140 ms, disc 60 ms, generalised 140-150 ms (scenes not included).
+    psf_mix: list[float] | None = None
+    psf_beta: list[float] = field(default_factory=lambda: [2.0, 8.0])
+    # smallest per-axis blur of layered batches' PSF, pixels, in quadrature: 0.29 = one pixel's box footprint
+    psf_min_blur_px: float = 0.0
+    # residual focus breathing, a fraction of the thin-lens breathing (0 = off): per stack e ~ U(-b, b), frame i
+    # magnified by breathing_magnification(focus_i, nearest focus)^e about a random optical centre. The device
+    # aligns each sweep for breathing before inference (device.align), so the network meets only what that
+    # thin-lens alignment leaves (a real lens's different breathing, an off-centre axis): use 0.1-0.2. Shipped lens,
+    # focus 1-6 m, 320x240: full breathing moves a corner pixel 8.4 px; 0.1 at most 0.85 px (about 0.2 px typical).
+    # 1 covers stacks that were never aligned.
+    breathing: float = 0.0
+    # a folder of extra training photographs (scripts/get_photos.sh -> data/photos); null = scikit-image's only
+    photo_dir: str | None = None
 
     # data: "synthetic" (procedural scenes, rendered on the fly), "folder" (your focal-stack/1 folders
     # under data_dir, e.g. recorded by device.capture --record), "rgbd" (an RGB-D folder rendered on the fly)
@@ -119,6 +138,20 @@ class TrainConfig:
             raise ValueError(f"disc_prob must be a probability in [0, 1], got {self.disc_prob}")
         if not 0 <= self.vignetting < 1:
             raise ValueError(f"vignetting must be in [0, 1), got {self.vignetting}")
+        if self.psf_mix is not None:
+            if len(self.psf_mix) != 3 or min(self.psf_mix) < 0 or abs(sum(self.psf_mix) - 1) > 1e-6:
+                raise ValueError(f"psf_mix must be [gaussian, disc, generalised] probabilities summing to 1, got {self.psf_mix}")
+            if self.disc_prob:
+                raise ValueError(f"give psf_mix or disc_prob, not both (disc_prob {self.disc_prob} is psf_mix "
+                                 f"[{1 - self.disc_prob:g}, {self.disc_prob:g}, 0])")
+        if len(self.psf_beta) != 2 or not 1 <= self.psf_beta[0] <= self.psf_beta[1]:
+            raise ValueError(f"psf_beta must be [min, max] with 1 <= min <= max, got {self.psf_beta}")
+        if not 0 <= self.psf_min_blur_px <= 4:
+            raise ValueError(f"psf_min_blur_px must be in [0, 4] pixels (0.29 = one pixel's box), got {self.psf_min_blur_px}")
+        if not 0 <= self.breathing <= 1:
+            raise ValueError(f"breathing must be in [0, 1] (a fraction of the thin-lens breathing), got {self.breathing}")
+        if self.photo_dir is not None and not os.path.isdir(self.photo_dir):
+            raise ValueError(f"photo_dir {self.photo_dir}: no such folder (fetch photos with scripts/get_photos.sh, or set photo_dir=null)")
         if not 0 <= self.weak_texture <= 1:
             raise ValueError(f"weak_texture must be a probability in [0, 1], got {self.weak_texture}")
         if self.lens_aware and self.data != "synthetic" and self.init is None:

@@ -11,7 +11,9 @@ variable-aperture photography", ICCV 2007):
    rendered at exactly its own depth.
 2. For each focus distance, every layer's premultiplied colour ``alpha * aif`` and its alpha mask are
    convolved with an anti-aliased uniform disc of diameter ``c / p`` pixels (thin-lens circle of
-   confusion ``model.optics.coc_diameter_m`` over the pixel pitch; zero outside the image).
+   confusion ``model.optics.coc_diameter_m`` over the pixel pitch; zero outside the image). Optionally
+   (training data) a generalised Gaussian of the same second moment instead of the disc, and a minimum
+   blur of one pixel's footprint (:func:`psf_kernel`, the one home of this PSF).
 3. The blurred layers are composited back to front with the *over* operator,
    ``C = C_l + (1 - A_l) C``, ``A = A_l + (1 - A_l) A``, and the result is divided by the accumulated
    alpha ``A`` (which is below one only where occluded background is missing or near the border).
@@ -34,23 +36,41 @@ from model.lens import LensProfile
 from model.optics import check_focus_distances, coc_diameter_m, coc_px_per_dioptre
 from model.synth.noise import NO_NOISE, SensorNoise
 
-__all__ = ["disc_kernel", "disc_blur", "render_stack_layered", "fill_unknown_depth"]
+__all__ = ["PIXEL_BOX_SIGMA_PX", "psf_kernel", "disc_kernel", "disc_blur", "render_stack_layered", "fill_unknown_depth"]
 
 log = logging.getLogger(__name__)
 
 
-@functools.lru_cache(maxsize=512)
-def _disc_kernel_cached(diameter_centi_px: int, supersample: int) -> np.ndarray:
+#: Per-axis standard deviation of one pixel's box footprint, pixels (``1 / sqrt(12)``): the smallest blur a
+#: pixel integrating the irradiance over its square can have (:func:`psf_kernel`'s ``min_sigma_px``).
+PIXEL_BOX_SIGMA_PX: float = 1.0 / math.sqrt(12.0)
+
+#: Generalised-Gaussian kernels extend to where ``(r / alpha)^beta`` reaches this (weight ``e^-9``).
+_GG_TAIL = 9.0
+
+
+@functools.lru_cache(maxsize=1024)
+def _psf_kernel_cached(diameter_centi_px: int, supersample: int, beta_centi: int) -> np.ndarray:
     r = diameter_centi_px / 200.0
-    half = max(0, int(math.ceil(r + 0.5)) - 1)  # pixel k covers [k - 0.5, k + 0.5]
-    if r * supersample < 0.5:  # disc smaller than one sub-sample: a delta
+    if r * supersample < 0.5:  # PSF smaller than one sub-sample: a delta
         k = np.ones((1, 1), np.float32)
         k.setflags(write=False)
         return k
+    if beta_centi <= 0:  # uniform disc of radius r
+        half = max(0, int(math.ceil(r + 0.5)) - 1)  # pixel k covers [k - 0.5, k + 0.5]
+    else:  # generalised Gaussian exp(-(rho / alpha)^beta) with the disc's per-axis variance (r / 2)^2
+        beta = beta_centi / 100.0
+        alpha = 0.5 * r * math.sqrt(2.0 * math.gamma(2.0 / beta) / math.gamma(4.0 / beta))
+        reach = alpha * _GG_TAIL ** (1.0 / beta)
+        half = max(0, int(math.ceil(reach + 0.5)) - 1)
     n = 2 * half + 1
     sub = (np.arange(n * supersample, dtype=np.float64) + 0.5) / supersample - 0.5 - half
-    inside = (sub[:, None] ** 2 + sub[None, :] ** 2) <= r * r
-    k = inside.reshape(n, supersample, n, supersample).mean(axis=(1, 3))
+    rho2 = sub[:, None] ** 2 + sub[None, :] ** 2
+    if beta_centi <= 0:
+        weight = rho2 <= r * r
+    else:
+        weight = np.exp(-((rho2 / (alpha * alpha)) ** (beta / 2.0)))
+    k = weight.reshape(n, supersample, n, supersample).mean(axis=(1, 3))
     total = k.sum()
     if total <= 0:
         k = np.zeros((n, n))
@@ -61,16 +81,53 @@ def _disc_kernel_cached(diameter_centi_px: int, supersample: int) -> np.ndarray:
     return k
 
 
+def psf_kernel(diameter_px: float, beta: float = math.inf, min_sigma_px: float = 0.0, supersample: int = 8) -> np.ndarray:
+    """The layered renderer's PSF for a circle of confusion of ``diameter_px``: float32 ``(2R+1, 2R+1)``
+    summing to 1 (read-only, cached).
+
+    The shape is a generalised Gaussian ``exp(-(rho / alpha)^beta)`` (``rho`` the distance from the centre,
+    pixels) whose per-axis variance is the uniform disc's, ``(diameter_px / 4)^2`` — the moment-matched
+    sigma of :func:`model.optics.coc_sigma_px` — for every ``beta``: ``beta = 2`` is that Gaussian,
+    ``beta = inf`` (the default) the uniform disc of ``diameter_px`` itself, ``beta`` of 4-8 a disc with
+    soft edges (as real lenses give). Each entry is the mean of the PSF over that pixel's square (estimated
+    on a ``supersample`` x ``supersample`` grid), so the kernel varies smoothly with the diameter; PSFs
+    smaller than ``1 / supersample`` pixel give the 1x1 identity kernel. The diameter is quantised to 0.01
+    pixel and ``beta`` to 0.01.
+
+    Args:
+        diameter_px: circle-of-confusion diameter, pixels (finite, >= 0).
+        beta: shape, ``>= 1`` (``math.inf``: uniform disc; 100 or more is treated as the disc).
+        min_sigma_px: smallest per-axis blur, pixels, added in quadrature
+            (``sigma^2 = (diameter_px / 4)^2 + min_sigma_px^2``); :data:`PIXEL_BOX_SIGMA_PX` makes the
+            kernel never narrower than one pixel's box footprint. 0 (default) adds nothing.
+        supersample: sub-samples per pixel side.
+
+    Raises:
+        ValueError: a negative or non-finite diameter, ``beta < 1`` or NaN, a negative ``min_sigma_px``.
+    """
+    if not math.isfinite(diameter_px) or diameter_px < 0:
+        raise ValueError(f"PSF diameter must be a finite number >= 0, got {diameter_px}")
+    if not (beta >= 1):  # also NaN
+        raise ValueError(f"PSF shape beta must be >= 1 (inf for the uniform disc), got {beta}")
+    if not (math.isfinite(min_sigma_px) and min_sigma_px >= 0):
+        raise ValueError(f"min_sigma_px must be a finite number >= 0, got {min_sigma_px}")
+    if min_sigma_px > 0:
+        diameter_px = 4.0 * math.hypot(diameter_px / 4.0, min_sigma_px)
+    beta_centi = 0 if beta >= 100 else int(round(beta * 100))
+    return _psf_kernel_cached(int(round(diameter_px * 100)), int(supersample), beta_centi)
+
+
 def disc_kernel(diameter_px: float, supersample: int = 8) -> np.ndarray:
     """Anti-aliased uniform disc of diameter ``diameter_px``: float32 ``(2R+1, 2R+1)`` summing to 1.
 
     Each entry is the fraction of that pixel's square covered by the disc (estimated on a
     ``supersample`` x ``supersample`` grid per pixel), so the kernel varies smoothly with the
     diameter. Diameters below ``1 / supersample`` pixel give the 1x1 identity kernel.
+    (:func:`psf_kernel` with its default shape.)
     """
     if not math.isfinite(diameter_px) or diameter_px < 0:
         raise ValueError(f"disc diameter must be a finite number >= 0, got {diameter_px}")
-    return _disc_kernel_cached(int(round(diameter_px * 100)), int(supersample))
+    return psf_kernel(diameter_px, math.inf, 0.0, supersample)
 
 
 def disc_blur(image: np.ndarray, diameter_px: float) -> np.ndarray:
@@ -126,6 +183,8 @@ def render_stack_layered(
     rng: np.random.Generator | None = None,
     layer_step_px: float = 0.5,
     max_layers: int = 512,
+    beta: float = math.inf,
+    min_sigma_px: float = 0.0,
 ) -> np.ndarray:
     """Render a focal stack with the layered disc-PSF model.
 
@@ -139,6 +198,9 @@ def render_stack_layered(
         rng: random generator for the noise (required when ``noise`` adds noise).
         layer_step_px: largest change of blur diameter between adjacent depth layers, pixels.
         max_layers: upper bound on the number of depth layers.
+        beta: PSF shape (:func:`psf_kernel`): ``inf`` (default) the uniform disc, 2 a Gaussian, 4-8 between.
+        min_sigma_px: smallest per-axis PSF blur, pixels, in quadrature (:func:`psf_kernel`;
+            :data:`PIXEL_BOX_SIGMA_PX` for one pixel's footprint); 0 (default) none.
 
     Returns:
         float32 ``(S, H, W, 3)`` in ``[0, 1]``.
@@ -152,6 +214,7 @@ def render_stack_layered(
         raise ValueError("need at least one focus distance")
     if not layer_step_px > 0 or int(max_layers) < 1:
         raise ValueError(f"layer_step_px must be > 0 and max_layers >= 1, got {layer_step_px}, {max_layers}")
+    psf_kernel(0.0, beta, min_sigma_px)  # bad shape arguments fail here, before any work
     noise = noise or NO_NOISE
     if not noise.is_zero and rng is None:
         raise ValueError("rng is required when noise is applied")
@@ -192,7 +255,7 @@ def render_stack_layered(
         acc = np.zeros((h, w, 4), np.float32)
         for u, y0, y1, x0, x1, rgba in patches:
             diam = float(coc_diameter_m(1.0 / u, df, lens)) / lens.pixel_pitch_m
-            k = disc_kernel(diam)
+            k = psf_kernel(diam, beta, min_sigma_px)
             r = k.shape[0] // 2
             ya, yb, xa, xb = max(0, y0 - r), min(h, y1 + r), max(0, x0 - r), min(w, x1 + r)
             if k.shape == (1, 1):

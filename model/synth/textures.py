@@ -8,14 +8,24 @@ returned by ``random_texture(..., split="train")``.
 Only images that ship inside the scikit-image wheel are used (no network, no ``pooch``); names that
 cannot be loaded in the installed version are skipped with a warning (:func:`available_photos`).
 ``skimage.data.cat`` is the same picture as ``chelsea`` and is therefore not used at all.
+
+More training photographs can come from a folder (``scripts/get_photos.sh`` fills ``data/photos/`` with
+the sample images of Debian's ``opencv-doc``): :func:`folder_photos` lists its usable images (any image
+that matches a held-out photograph is skipped), and ``random_texture(..., photo_dir=...)`` — or any
+texture drawn inside ``with training_photo_dir(...)`` — draws from them beside scikit-image's training
+photographs. They are never used for the held-out split.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import logging
 import math
-from typing import Callable, Literal
+import os
+from pathlib import Path
+from typing import Callable, Iterator, Literal
 
 import cv2
 import numpy as np
@@ -27,6 +37,9 @@ __all__ = [
     "Split",
     "available_photos",
     "load_photo",
+    "load_photo_file",
+    "folder_photos",
+    "training_photo_dir",
     "value_noise",
     "stripes",
     "checker",
@@ -129,6 +142,131 @@ def available_photos(split: Split = "train") -> tuple[str, ...]:
             continue
         ok.append(n)
     return tuple(ok)
+
+
+# ----------------------------------------------------------------------------- photographs from a folder
+
+#: File types :func:`folder_photos` reads (case-insensitive).
+PHOTO_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg")
+#: Folder photographs with a shorter side below this (pixels) are skipped.
+MIN_PHOTO_SIDE = 64
+#: Folder photographs are shrunk (area average) to at most this longer side (pixels), to bound memory.
+MAX_PHOTO_SIDE = 1024
+
+_photo_dir_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("training_photo_dir", default=None)
+
+
+@functools.lru_cache(maxsize=None)
+def load_photo_file(path: str) -> np.ndarray:
+    """An image file as ``(H, W, 3)`` RGB (read-only, cached): uint8 for 8-bit files, else float32 in [0, 1].
+
+    Grey images are repeated into three channels, alpha is dropped, and images whose longer side exceeds
+    :data:`MAX_PHOTO_SIDE` are shrunk to it. Raises ``ValueError`` for a file that cannot be read as an image.
+    """
+    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if img is None or img.size == 0:
+        raise ValueError(f"{path}: cannot be read as an image")
+    if img.ndim == 3 and img.shape[2] == 4:
+        img = img[:, :, :3]
+    if img.ndim == 2:
+        img = np.repeat(img[:, :, None], 3, axis=2)
+    elif img.ndim == 3 and img.shape[2] == 3:
+        img = img[:, :, ::-1]  # BGR -> RGB
+    else:
+        raise ValueError(f"{path}: unexpected image shape {img.shape}")
+    if img.dtype != np.uint8:
+        top = 65535.0 if img.dtype == np.uint16 else max(float(img.max()), 1e-12)
+        img = np.clip(img.astype(np.float32) / top, 0.0, 1.0)
+    side = max(img.shape[:2])
+    if side > MAX_PHOTO_SIDE:
+        f = MAX_PHOTO_SIDE / side
+        size = (max(1, round(img.shape[1] * f)), max(1, round(img.shape[0] * f)))
+        img = cv2.resize(np.ascontiguousarray(img), size, interpolation=cv2.INTER_AREA)
+    img = np.ascontiguousarray(img)
+    img.setflags(write=False)
+    return img
+
+
+def _thumbnail(img: np.ndarray) -> np.ndarray:
+    """Grey 32x32 thumbnail, zero mean and unit norm (for finding copies of a photograph)."""
+    g = img.astype(np.float32)
+    if img.dtype == np.uint8:
+        g /= 255.0
+    t = cv2.resize(np.ascontiguousarray(g.mean(axis=2)), (32, 32), interpolation=cv2.INTER_AREA).astype(np.float64)
+    t -= t.mean()
+    return t / max(float(np.linalg.norm(t)), 1e-9)
+
+
+@functools.lru_cache(maxsize=1)
+def _held_out_thumbnails() -> tuple[np.ndarray, ...]:
+    """Thumbnails of every held-out picture (:data:`HELD_OUT_PHOTOS`, the Motorcycle pair) and their flips."""
+    pics = [load_photo(n) for n in available_photos("held_out")]
+    try:
+        import skimage.data
+
+        left, right, _ = skimage.data.stereo_motorcycle()
+        pics += [np.asarray(left), np.asarray(right)]
+    except Exception as e:  # noqa: BLE001 - only shrinks the check; the evaluation cannot use it either
+        log.debug("stereo_motorcycle unavailable for the held-out check (%s)", e)
+    out = []
+    for p in pics:
+        t = _thumbnail(p)
+        out += [t, t[::-1], t[:, ::-1], t[::-1, ::-1], t.T, t.T[::-1], t.T[:, ::-1], t.T[::-1, ::-1]]
+    return tuple(out)
+
+
+def _is_held_out_copy(img: np.ndarray, threshold: float = 0.97) -> bool:
+    t = _thumbnail(img)
+    return any(float((t * h).sum()) > threshold for h in _held_out_thumbnails())
+
+
+@functools.lru_cache(maxsize=None)
+def _folder_photos(folder: str) -> tuple[str, ...]:
+    root = Path(folder)
+    if not root.is_dir():
+        raise ValueError(f"photo_dir {folder}: no such folder (fetch photos with scripts/get_photos.sh, or leave photo_dir unset)")
+    files = sorted(str(f) for f in root.rglob("*") if f.suffix.lower() in PHOTO_SUFFIXES and f.is_file())
+    ok = []
+    for f in files:
+        try:
+            img = load_photo_file(f)
+        except ValueError as e:
+            log.warning("%s; skipped", e)
+            continue
+        if min(img.shape[:2]) < MIN_PHOTO_SIDE:
+            log.warning("%s: %dx%d is smaller than %d px; skipped", f, img.shape[1], img.shape[0], MIN_PHOTO_SIDE)
+            continue
+        if _is_held_out_copy(img):
+            log.warning("%s: a copy of a held-out photograph (kept for evaluation); skipped", f)
+            continue
+        ok.append(f)
+    if not ok:
+        raise ValueError(f"photo_dir {folder}: no usable .png/.jpg image (at least {MIN_PHOTO_SIDE} px, not a held-out photograph)")
+    log.info("photo_dir %s: %d training photographs", folder, len(ok))
+    return tuple(ok)
+
+
+def folder_photos(photo_dir: str | os.PathLike[str]) -> tuple[str, ...]:
+    """The usable training photographs in ``photo_dir`` (searched recursively; cached): paths of
+    ``.png``/``.jpg`` images at least :data:`MIN_PHOTO_SIDE` px on the shorter side that are not a copy
+    (up to flips and scale) of a held-out picture.
+
+    Raises:
+        ValueError: the folder does not exist or holds no usable image (the message says how to fetch some).
+    """
+    return _folder_photos(os.path.abspath(os.fspath(photo_dir)))
+
+
+@contextlib.contextmanager
+def training_photo_dir(photo_dir: str | os.PathLike[str] | None) -> Iterator[None]:
+    """Inside this block, train-split textures (:func:`random_texture` without its own ``photo_dir``) draw
+    from ``photo_dir``'s photographs too; ``None`` changes nothing. For callers that reach
+    :func:`random_texture` through other functions (:func:`model.synth.scenes.random_scene`)."""
+    token = _photo_dir_var.set(None if photo_dir is None else os.fspath(photo_dir))
+    try:
+        yield
+    finally:
+        _photo_dir_var.reset(token)
 
 
 # ----------------------------------------------------------------------------- procedural patterns
@@ -247,13 +385,14 @@ def procedural_texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
 
 
 def photo_texture(rng: np.random.Generator, h: int, w: int, name: str, scale_range: tuple[float, float] = (0.35, 1.0)) -> np.ndarray:
-    """A random crop of photograph ``name``, resized to ``(h, w, 3)`` float32.
+    """A random crop of photograph ``name`` (a scikit-image name, or a path from :func:`folder_photos`),
+    resized to ``(h, w, 3)`` float32.
 
     The crop covers ``(h, w) / s`` photo pixels for a zoom ``s`` drawn log-uniformly in ``scale_range``
     (clipped to the photo), then is flipped / rotated by 90 degrees at random. Grey photos get a random
     colour ramp half of the time.
     """
-    img = load_photo(name)
+    img = load_photo(name) if name in TRAIN_PHOTOS or name in HELD_OUT_PHOTOS else load_photo_file(name)
     ph, pw = img.shape[:2]
     if rng.random() < 0.5:  # rotate the crop window too, so tall crops of wide photos work
         img = np.rot90(img)
@@ -265,6 +404,8 @@ def photo_texture(rng: np.random.Generator, h: int, w: int, name: str, scale_ran
     y0 = int(rng.integers(0, ph - ch + 1))
     x0 = int(rng.integers(0, pw - cw + 1))
     crop = img[y0 : y0 + ch, x0 : x0 + cw]
+    if crop.dtype == np.uint8:
+        crop = crop.astype(np.float32) / 255.0
     interp = cv2.INTER_AREA if ch > h else cv2.INTER_LINEAR
     out = cv2.resize(np.ascontiguousarray(crop), (w, h), interpolation=interp)
     if rng.random() < 0.5:
@@ -277,7 +418,9 @@ def photo_texture(rng: np.random.Generator, h: int, w: int, name: str, scale_ran
     return np.ascontiguousarray(out, dtype=np.float32)
 
 
-def random_texture(rng: np.random.Generator, h: int, w: int, split: Split = "train", photo_prob: float = 0.5) -> np.ndarray:
+def random_texture(
+    rng: np.random.Generator, h: int, w: int, split: Split = "train", photo_prob: float = 0.5, photo_dir: str | os.PathLike[str] | None = None
+) -> np.ndarray:
     """A random all-in-focus texture, float32 ``(h, w, 3)`` in ``[0, 1]``.
 
     Args:
@@ -286,9 +429,12 @@ def random_texture(rng: np.random.Generator, h: int, w: int, split: Split = "tra
         split: ``"train"``: procedural patterns (probability ``1 - photo_prob``) or a crop of one of
             :data:`TRAIN_PHOTOS`; ``"held_out"``: a crop of one of :data:`HELD_OUT_PHOTOS` only.
         photo_prob: probability of a photograph in the train split.
+        photo_dir: train split: also draw the photograph from this folder's (:func:`folder_photos`; each
+            photograph, scikit-image's or the folder's, equally likely). Default: the folder of the
+            enclosing :func:`training_photo_dir` block, if any.
 
     Raises:
-        ValueError: bad split or size.
+        ValueError: bad split or size; a missing or unusable ``photo_dir``.
     """
     _check_split(split)
     if int(h) < 1 or int(w) < 1:
@@ -299,6 +445,9 @@ def random_texture(rng: np.random.Generator, h: int, w: int, split: Split = "tra
         if not names:
             raise ValueError("no held-out photographs are available in the installed scikit-image")
         return photo_texture(rng, h, w, names[int(rng.integers(len(names)))])
+    folder = photo_dir if photo_dir is not None else _photo_dir_var.get()
+    if folder is not None:
+        names = names + folder_photos(folder)
     if names and rng.random() < photo_prob:
         tex = photo_texture(rng, h, w, names[int(rng.integers(len(names)))])
     else:

@@ -296,3 +296,141 @@ def test_render_batch_matches_render_stack():
     ref = render_stack(a, sigma, radius=psf_window_radius(float(sigma.max()))).clamp(0, 1)
     assert got.shape == (2, 3, 3, 24, 20)
     assert torch.allclose(got, ref, atol=1e-3)  # per-frame radii truncate only negligible tails
+
+
+# ----------------------------------------------------------------------------- PSF mix, breathing, photos
+
+
+def _batch_stats(batch):
+    im = batch["images"].double().numpy()
+    return float(im.sum()), float((im**2).sum()), [float(x) for x in im[1, 2, :, 5, 9]], float(batch["depth"].double().sum())
+
+
+@pytest.mark.parametrize(
+    "kw, expected",
+    [  # recorded with the code before psf_mix / breathing / photo_dir existed (commit 65a63f6), seed 7, batch 1
+        (dict(), (15681.766443198081, 8663.455544546841, [0.7446606755256653, 0.5941181182861328, 0.6739209294319153], 3368.6078209280968)),
+        (dict(disc_prob=1.0), (15623.182139530778, 8588.482612054338, [0.7324984669685364, 0.5638522505760193, 0.6664872169494629], 3368.6078209280968)),
+        (dict(disc_prob=1.0, vignetting=0.3), (15164.780644780054, 8087.330277018435, [0.7575962543487549, 0.5604522228240967, 0.6581016778945923], 3368.6078209280968)),
+    ],
+)
+def test_default_batches_are_unchanged(kw, expected):
+    batch = SyntheticStacks(_cfg(seed=7, batch_size=2, **kw)).make(1)
+    total, squares, pixel, depth = _batch_stats(batch)
+    assert total == pytest.approx(expected[0], rel=1e-7) and squares == pytest.approx(expected[1], rel=1e-7)
+    assert pixel == pytest.approx(expected[2], abs=1e-6) and depth == pytest.approx(expected[3], rel=1e-7)
+
+
+def test_psf_mix_matches_disc_prob_and_default():
+    for i in range(3):
+        base = SyntheticStacks(_cfg(seed=4, batch_size=2)).make(i)
+        same = SyntheticStacks(_cfg(seed=4, batch_size=2, psf_mix=(1.0, 0.0, 0.0))).make(i)
+        assert torch.equal(base["images"], same["images"])
+        disc = SyntheticStacks(_cfg(seed=4, batch_size=2, disc_prob=0.4)).make(i)
+        mix = SyntheticStacks(_cfg(seed=4, batch_size=2, psf_mix=(0.6, 0.4, 0.0))).make(i)
+        assert torch.equal(disc["images"], mix["images"])
+
+
+def test_psf_mix_draws_each_renderer(monkeypatch):
+    import model.data as data_mod
+
+    seen: list = []
+    real_g, real_l = data_mod.render_batch, data_mod.render_batch_layered
+    monkeypatch.setattr(data_mod, "render_batch", lambda *a, **k: (seen.append("gaussian"), real_g(*a, **k))[1])
+
+    def layered(*a, **k):
+        beta = a[6] if len(a) > 6 else k.get("beta", float("inf"))
+        seen.append(beta)
+        assert (a[7] if len(a) > 7 else k.get("min_sigma_px")) == 0.29
+        return real_l(*a, **k)
+
+    monkeypatch.setattr(data_mod, "render_batch_layered", layered)
+    ds = SyntheticStacks(_cfg(seed=0, batch_size=1, crop_hw=(16, 16), psf_mix=(0.2, 0.3, 0.5), psf_beta_range=(3.0, 6.0),
+                              psf_min_sigma_px=0.29))
+    for i in range(60):
+        b = ds.make(i)
+        assert b["images"].shape == (1, 5, 3, 16, 16) and 0 <= float(b["images"].min()) and float(b["images"].max()) <= 1
+    kinds = ["gaussian" if s == "gaussian" else "disc" if s == float("inf") else "generalised" for s in seen]
+    assert {k: kinds.count(k) for k in set(kinds)}.keys() == {"gaussian", "disc", "generalised"}
+    assert kinds.count("generalised") > kinds.count("gaussian")
+    betas = [s for s in seen if s not in ("gaussian", float("inf"))]
+    assert all(3.0 <= b <= 6.0 for b in betas) and np.std(betas) > 0.3
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(psf_mix=(0.5, 0.5)),
+        dict(psf_mix=(0.5, 0.6, 0.0)),
+        dict(psf_mix=(-0.1, 0.6, 0.5)),
+        dict(psf_mix=(0.5, 0.5, 0.0), disc_prob=0.5),
+        dict(psf_beta_range=(0.5, 4.0)),
+        dict(psf_beta_range=(6.0, 4.0)),
+        dict(psf_min_sigma_px=-0.1),
+        dict(breathing=1.5),
+        dict(breathing=-0.1),
+    ],
+)
+def test_config_rejects_bad_psf_and_breathing(kw):
+    with pytest.raises((ValueError, TypeError)):
+        _cfg(**kw)
+
+
+def test_breathing_magnifies_each_frame_by_one_power_of_the_thin_lens_breathing():
+    from model.data import _breathe
+    from model.optics import breathing_magnification
+
+    lens = LensProfile(0.05, 2.0, 1.2e-5, name="breathy", image_size=(96, 64))
+    h, w = 40, 48
+    xx = np.broadcast_to(np.arange(w, dtype=np.float32), (h, w))
+    ramp = torch.from_numpy(np.stack([xx, xx, xx]))[None, None].repeat(3, 4, 1, 1, 1)  # (B, S, 3, h, w)
+    focus = np.array([[0.3, 0.5, 1.0, 4.0]] * 3)
+    out = _breathe(np.random.default_rng(3), ramp.clone(), focus, lens, 0.8).numpy()
+    exps = []
+    for b in range(3):
+        assert np.array_equal(out[b, 0], ramp[b, 0].numpy())  # the nearest focus is the reference
+        for s in range(1, 4):
+            row = out[b, s, 0, h // 2, 8:-8]  # away from the reflected border
+            slope = float(np.polyfit(np.arange(8, w - 8), row, 1)[0])  # output x samples c + (x - c) / m
+            big = breathing_magnification(focus[b, s], lens, focus[b, 0])
+            exps.append((b, np.log(1 / slope) / np.log(big)))
+    for b in range(3):
+        e = [x for bb, x in exps if bb == b]
+        assert np.ptp(e) < 0.02 and abs(e[0]) <= 0.8 + 0.02  # one fraction per stack, within the strength
+    assert np.ptp([x for _, x in exps]) > 0.05  # drawn per stack
+
+
+def test_breathing_in_batches():
+    plain = SyntheticStacks(_cfg(seed=5, batch_size=2, noise=NO_NOISE)).make(0)
+    breathe = SyntheticStacks(_cfg(seed=5, batch_size=2, noise=NO_NOISE, breathing=0.2)).make(0)
+    assert torch.equal(plain["aif"], breathe["aif"]) and torch.equal(plain["depth"], breathe["depth"])
+    assert torch.equal(plain["images"][:, 0], breathe["images"][:, 0])  # the nearest focus is not moved
+    diff = (plain["images"] - breathe["images"]).abs()
+    assert float(diff[:, 1:].max()) > 1e-3 and float(diff[:, 1:].mean()) < 0.05  # moved, by a fraction of a pixel
+    noisy = SyntheticStacks(_cfg(seed=5, batch_size=2, breathing=0.2)).make(0)["images"]
+    assert 0.002 < float((noisy - breathe["images"])[:, 0].std()) < 0.05  # noise still added, after the warp
+    assert 0 <= float(noisy.min()) and float(noisy.max()) <= 1
+
+
+def test_photo_dir_reaches_the_scenes(tmp_path, monkeypatch):
+    from model.synth import textures as tx
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for k in range(2):
+        cv2.imwrite(str(folder / f"p{k}.png"), rng.integers(0, 255, (70, 80, 3), dtype=np.uint8))
+    used: list[str] = []
+    real = tx.photo_texture
+    monkeypatch.setattr(tx, "photo_texture", lambda rng, h, w, name, *a, **k: (used.append(name), real(rng, h, w, name, *a, **k))[1])
+    ds = SyntheticStacks(_cfg(seed=1, batch_size=2, crop_hw=(16, 16), photo_dir=str(folder)))
+    for i in range(12):
+        ds.make(i)
+    assert {u for u in used if u.endswith(".png")} and all(u in tx.TRAIN_PHOTOS or u.endswith(".png") for u in used)
+    with pytest.raises(ValueError, match="no such folder"):
+        _cfg(photo_dir=str(tmp_path / "missing"))
+    ds = build_training_data("synthetic", None, lens=LENS, focus_m=FOCUS, crop=16, batch_size=1, psf_mix=[0.5, 0.5, 0.0],
+                             psf_min_sigma_px=0.29, breathing=0.1, photo_dir=folder)
+    c = ds.config
+    assert c.psf_mix == (0.5, 0.5, 0.0) and c.psf_min_sigma_px == 0.29 and c.breathing == 0.1 and c.photo_dir == str(folder)
+    assert ds.make(0)["images"].shape == (1, 5, 3, 16, 16)

@@ -131,3 +131,134 @@ def test_bad_inputs_and_fill():
     assert np.isfinite(filled).all() and filled[0, 0] == 2.0
     with pytest.raises(ValueError):
         fill_unknown_depth(np.full((3, 3), np.nan))
+
+
+# ----------------------------------------------------------------------------- generalised-Gaussian PSF
+
+
+def _old_disc_kernel(diameter_px, supersample=8):
+    """The disc kernel as it was before the generalised PSF (the oracle of bit-equality)."""
+    import math
+
+    r = int(round(diameter_px * 100)) / 200.0
+    half = max(0, int(math.ceil(r + 0.5)) - 1)
+    if r * supersample < 0.5:
+        return np.ones((1, 1), np.float32)
+    n = 2 * half + 1
+    sub = (np.arange(n * supersample, dtype=np.float64) + 0.5) / supersample - 0.5 - half
+    inside = (sub[:, None] ** 2 + sub[None, :] ** 2) <= r * r
+    k = inside.reshape(n, supersample, n, supersample).mean(axis=(1, 3))
+    total = k.sum()
+    if total <= 0:
+        k = np.zeros((n, n))
+        k[half, half] = 1.0
+        total = 1.0
+    return (k / total).astype(np.float32)
+
+
+def _axis_moments(k):
+    n = k.shape[0] // 2
+    y = np.arange(-n, n + 1, dtype=np.float64)
+    var = float((k * y[:, None] ** 2).sum())
+    fourth = float((k * y[:, None] ** 4).sum())
+    return var, fourth / var**2
+
+
+def test_psf_kernel_default_is_the_disc_bit_for_bit():
+    from model.synth.layered import psf_kernel
+
+    for d in (0.0, 0.05, 0.13, 0.9, 1.0, 2.37, 5.0, 10.3, 31.7):
+        old = _old_disc_kernel(d)
+        assert np.array_equal(disc_kernel(d), old), d
+        assert np.array_equal(psf_kernel(d), old), d
+        assert np.array_equal(psf_kernel(d, beta=float("inf"), min_sigma_px=0.0), old), d
+        assert np.array_equal(psf_kernel(d, beta=150.0), old), d  # >= 100 is the disc
+
+
+@pytest.mark.parametrize("beta", [2.0, 4.0, 8.0])
+def test_generalised_kernel_keeps_the_disc_variance(beta):
+    from model.synth.layered import psf_kernel
+
+    for d in (4.0, 8.0, 20.0):  # (smaller kernels: the pixel grid moves the variance by a few per cent)
+        k = psf_kernel(d, beta)
+        assert k.dtype == np.float32 and not k.flags.writeable
+        assert k.sum() == pytest.approx(1.0, abs=1e-5)
+        assert np.allclose(k, k[::-1]) and np.allclose(k, k.T)
+        var, _ = _axis_moments(k)
+        assert var == pytest.approx((d / 4) ** 2 + 1 / 12, rel=0.03), (d, beta)  # + 1/12: pixel averaging
+
+
+def test_generalised_kernel_shape_goes_from_gaussian_to_disc():
+    import math
+
+    from model.synth.layered import psf_kernel
+
+    d = 16.0
+    # beta = 2: the pixel-averaged Gaussian of sigma d / 4
+    k = psf_kernel(d, 2.0)
+    n = k.shape[0] // 2
+    x = np.arange(-n, n + 1)
+    sub = (np.arange(8) + 0.5) / 8 - 0.5
+    g1 = np.exp(-((x[:, None] + sub[None, :]) ** 2) / (2 * (d / 4) ** 2)).mean(1)
+    gauss = np.outer(g1, g1)
+    assert np.abs(k - gauss / gauss.sum()).max() < 2e-4
+    # kurtosis falls from the Gaussian's 3 towards the disc's as beta grows
+    kurt = [_axis_moments(psf_kernel(d, b))[1] for b in (2.0, 4.0, 8.0, 30.0)] + [_axis_moments(disc_kernel(d))[1]]
+    assert kurt[0] == pytest.approx(3.0, rel=0.03)
+    assert all(a > b for a, b in zip(kurt, kurt[1:-1])) and kurt[-2] == pytest.approx(kurt[-1], rel=0.03)
+    # a large beta is nearly the disc
+    assert np.abs(psf_kernel(d, 60.0) - disc_kernel(d)).sum() < 0.1
+    assert psf_kernel(d, 4.0).shape[0] > disc_kernel(d).shape[0]  # soft edges reach a little further
+    assert not np.array_equal(psf_kernel(d, 4.0), psf_kernel(d, 4.5))
+    assert math.isfinite(float(psf_kernel(0.5, 2.0).sum()))
+
+
+def test_pixel_footprint_minimum_blur():
+    from model.synth.layered import PIXEL_BOX_SIGMA_PX, psf_kernel
+
+    assert PIXEL_BOX_SIGMA_PX == pytest.approx(0.2887, abs=1e-4)
+    for beta in (2.0, 6.0, float("inf")):
+        # in focus: no longer a delta, the light spreads to the neighbours
+        k0 = psf_kernel(0.0, beta, PIXEL_BOX_SIGMA_PX)
+        assert k0.shape == (3, 3) and k0[1, 1] < 0.9 and k0[0, 1] > 0.02
+        var0, _ = _axis_moments(k0)
+        assert 0.05 < var0 < 1 / 12 + 0.01
+        # the minimum adds in quadrature: the same kernel as the wider diameter
+        for d in (0.5, 2.0, 9.0):
+            wider = 4 * np.hypot(d / 4, PIXEL_BOX_SIGMA_PX)
+            assert np.array_equal(psf_kernel(d, beta, PIXEL_BOX_SIGMA_PX), psf_kernel(wider, beta))
+        # a large blur hardly changes
+        big, big_min = psf_kernel(24.0, beta), psf_kernel(24.0, beta, PIXEL_BOX_SIGMA_PX)
+        assert _axis_moments(big_min)[0] == pytest.approx(_axis_moments(big)[0], rel=0.01)
+
+
+def test_psf_kernel_rejects():
+    from model.synth.layered import psf_kernel
+
+    for kw in (dict(diameter_px=-1.0), dict(diameter_px=float("nan")), dict(diameter_px=2.0, beta=0.5),
+               dict(diameter_px=2.0, beta=float("nan")), dict(diameter_px=2.0, min_sigma_px=-0.1)):
+        with pytest.raises(ValueError):
+            psf_kernel(**kw)
+    aif, depth = _texture(10, 12), np.full((10, 12), 2.0, np.float32)
+    with pytest.raises(ValueError, match="beta"):
+        render_stack_layered(aif, depth, [1.0], LENS, beta=0.0)
+
+
+def test_layered_render_with_a_generalised_psf():
+    from model.synth.layered import PIXEL_BOX_SIGMA_PX, psf_kernel
+
+    aif = _texture(seed=4)
+    depth = np.full(aif.shape[:2], 1.8, np.float32)
+    focus = [1.0, 4.0]
+    assert np.array_equal(render_stack_layered(aif, depth, focus, LENS),
+                          render_stack_layered(aif, depth, focus, LENS, beta=float("inf"), min_sigma_px=0.0))
+    import cv2
+
+    for beta, ms in ((2.0, 0.0), (5.0, PIXEL_BOX_SIGMA_PX)):
+        st = render_stack_layered(aif, depth, focus, LENS, beta=beta, min_sigma_px=ms)
+        for i, f in enumerate(focus):
+            k = psf_kernel(coc_diameter_m(1.8, f, LENS) / LENS.pixel_pitch_m, beta, ms)
+            ref = cv2.filter2D(aif, -1, k, borderType=cv2.BORDER_CONSTANT)
+            m = k.shape[0] // 2 + 1
+            assert np.abs(st[i] - ref)[m:-m, m:-m].max() < 1e-5, (beta, f)
+        assert not np.allclose(st, render_stack_layered(aif, depth, focus, LENS), atol=1e-3)

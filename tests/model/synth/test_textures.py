@@ -92,3 +92,94 @@ def test_bad_inputs():
         tx.random_texture(rng, 0, 8)
     with pytest.raises(ValueError, match="unknown photo"):
         tx.load_photo("stereo_motorcycle")
+
+
+# ----------------------------------------------------------------------------- photographs from a folder
+
+
+def _write_photos(root, rng=None):
+    """Three usable tiny images (RGB png, grey jpg, 16-bit RGBA png), one too small, one not an image,
+    one copy of a held-out photograph; returns the names expected to be usable."""
+    import cv2
+
+    rng = rng or np.random.default_rng(0)
+    root.mkdir(parents=True, exist_ok=True)
+    bgr = np.zeros((70, 90, 3), np.uint8)
+    bgr[..., 2] = 200  # red in OpenCV's BGR order
+    bgr[:, ::7] = rng.integers(0, 255, (70, 13, 3))
+    cv2.imwrite(str(root / "red.png"), bgr)
+    (root / "sub").mkdir(exist_ok=True)
+    cv2.imwrite(str(root / "sub" / "grey.JPG"), rng.integers(0, 255, (80, 66), dtype=np.uint8))
+    rgba16 = rng.integers(0, 65535, (72, 72, 4), dtype=np.uint16)
+    cv2.imwrite(str(root / "deep.png"), rgba16)
+    cv2.imwrite(str(root / "tiny.png"), np.zeros((20, 20, 3), np.uint8))
+    (root / "notes.jpg").write_text("not an image")
+    held = tx.load_photo(tx.available_photos("held_out")[0])
+    copy = cv2.resize((held * 255).astype(np.uint8), (held.shape[1] // 4, held.shape[0] // 4), interpolation=cv2.INTER_AREA)
+    cv2.imwrite(str(root / "copy_of_held_out.png"), np.ascontiguousarray(copy[:, :, ::-1]))
+    return {"red.png", "grey.JPG", "deep.png"}
+
+
+def test_folder_photos_lists_usable_images_only(tmp_path):
+    expected = _write_photos(tmp_path / "photos")
+    got = tx.folder_photos(tmp_path / "photos")
+    assert {p.rsplit("/", 1)[-1] for p in got} == expected
+    red = tx.load_photo_file(next(p for p in got if p.endswith("red.png")))
+    assert red.dtype == np.uint8 and red.shape == (70, 90, 3) and not red.flags.writeable
+    assert red[0, 1, 0] == 200 and red[0, 1, 2] == 0  # RGB order
+    grey = tx.load_photo_file(next(p for p in got if p.endswith("grey.JPG")))
+    assert grey.shape == (80, 66, 3) and np.array_equal(grey[..., 0], grey[..., 2])
+    deep = tx.load_photo_file(next(p for p in got if p.endswith("deep.png")))
+    assert deep.dtype == np.float32 and deep.shape == (72, 72, 3) and 0 <= deep.min() and deep.max() <= 1
+
+
+def test_folder_photos_errors(tmp_path):
+    with pytest.raises(ValueError, match="no such folder.*get_photos"):
+        tx.folder_photos(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "readme.txt").write_text("x")
+    with pytest.raises(ValueError, match="no usable"):
+        tx.folder_photos(tmp_path / "empty")
+    with pytest.raises(ValueError, match="no such folder"):
+        tx.random_texture(np.random.default_rng(0), 8, 8, photo_dir=tmp_path / "missing")
+
+
+def test_random_texture_draws_folder_photos_for_training_only(tmp_path, monkeypatch):
+    _write_photos(tmp_path / "photos")
+    folder = set(tx.folder_photos(tmp_path / "photos"))
+    used: list[str] = []
+    real = tx.photo_texture
+
+    def spy(rng, h, w, name, *a, **k):
+        used.append(name)
+        return real(rng, h, w, name, *a, **k)
+
+    monkeypatch.setattr(tx, "photo_texture", spy)
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        t = tx.random_texture(rng, 16, 20, photo_dir=tmp_path / "photos")
+        assert t.shape == (16, 20, 3) and t.dtype == np.float32 and 0 <= t.min() and t.max() <= 1
+    assert set(used) & folder and set(used) & set(tx.TRAIN_PHOTOS)
+    assert set(used) <= folder | set(tx.TRAIN_PHOTOS)
+    used.clear()
+    for _ in range(30):
+        tx.random_texture(rng, 16, 16, split="held_out", photo_dir=tmp_path / "photos")
+    assert used and set(used) <= set(tx.HELD_OUT_PHOTOS)
+    # the context form reaches callers that do not pass photo_dir, and ends with the block
+    used.clear()
+    with tx.training_photo_dir(tmp_path / "photos"):
+        for _ in range(100):
+            tx.random_texture(rng, 8, 8)
+    assert set(used) & folder
+    used.clear()
+    for _ in range(100):
+        tx.random_texture(rng, 8, 8)
+    assert used and not set(used) & folder
+
+
+def test_without_photo_dir_the_stream_is_unchanged():
+    a = [tx.random_texture(np.random.default_rng(9), 24, 24) for _ in range(3)]
+    b = [tx.random_texture(np.random.default_rng(9), 24, 24, photo_dir=None) for _ in range(3)]
+    with tx.training_photo_dir(None):
+        c = [tx.random_texture(np.random.default_rng(9), 24, 24) for _ in range(3)]
+    assert all(np.array_equal(x, y) and np.array_equal(x, z) for x, y, z in zip(a, b, c))
