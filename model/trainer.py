@@ -254,7 +254,7 @@ class Trainer:
             keep = [i for i in range(len(ds.dataset)) if i not in held]
             return data_mod.RandomBatches(_SomeStacks(ds.dataset, keep), cfg.batch_size,
                                           (cfg.stack_size_min, cfg.stack_size_max), seed=seed)
-        if cfg.lens_aware and cfg.data == "synthetic":
+        if cfg.lens_aware and cfg.data in ("synthetic", "gpu_synthetic"):
             from model.lens_sampling import LensSampling
 
             common["lens_sampling"] = LensSampling(
@@ -271,9 +271,21 @@ class Trainer:
             common["weak_texture_prob"] = cfg.weak_texture
         if cfg.data != "folder":
             common.update(disc_prob=cfg.disc_prob, vignetting=cfg.vignetting)
+        if cfg.data == "gpu_synthetic":  # the same SynthConfig as data=synthetic, made and rendered on self.device
+            from model.synth.gpu_batches import DeviceBatches
+
+            return DeviceBatches(data_mod.build_training_data("synthetic", None, **common).config, self.device)
         return data_mod.build_training_data(cfg.data, cfg.data_dir, **common)
 
     def _batches(self) -> Iterator[dict[str, torch.Tensor]]:
+        if self.cfg.data == "gpu_synthetic":
+            # made in this process on self.device (no workers); batch i of the run is make(i) under one seed per rank,
+            # so a resumed run continues the stream an uninterrupted run would have seen
+            gen = self._dataset(seed=self.cfg.seed * 1000003 + self.rank)
+            i = self.step
+            while True:
+                yield gen.make(i)
+                i += 1
         ds = self._dataset(seed=self.cfg.seed * 1000003 + self.step * 7 + self.rank)
         loader = torch.utils.data.DataLoader(
             ds,
