@@ -33,9 +33,11 @@ What a batch is made of (the semantics of :func:`model.synth.scenes.random_scene
 - **vignetting** (``config.vignetting``): :func:`model.synth.frame.vignette`'s law, strength uniform in
   ``[0, vignetting]`` about a random centre in the crop's middle half (as :mod:`model.data`).
 - **rendering**: :func:`model.render.rerender_stack` (the training renderer, depth clipped into the
-  working range), then :meth:`model.synth.noise.SensorNoise.apply_torch`. Batches drawn for the layered disc
-  renderer (``config.disc_prob``) are rendered by :func:`model.data.render_batch_layered` on the CPU (NumPy):
-  that renderer has no device form, so those batches are slow (a warning says so).
+  working range), then :meth:`model.synth.noise.SensorNoise.apply_torch`. Batches drawn for the layered
+  renderer (``config.disc_prob`` / ``psf_mix``: disc or generalised Gaussian, ``psf_min_sigma_px``) are rendered
+  by :func:`model.data.render_batch_layered` on the CPU (NumPy): that renderer has no device form, so those
+  batches are slow (a warning says so). Residual focus breathing (``config.breathing``) is not applied on the
+  device path (a warning says so).
 
 **Seeding.** Batch ``index`` of epoch ``e`` is a deterministic function of ``(config.seed, e, index)`` and the
 device type: the per-batch and per-surface parameters come from ``numpy.random.default_rng([seed, e, index])``
@@ -79,7 +81,7 @@ _SHAPE_PROBS = (0.3, 0.3, 0.25, 0.15)
 _PATTERNS = ("noise", "noise", "stripes", "checker", "blobs")
 _MAX_DISCS = 60
 #: SynthConfig settings (if the installed model.data has them) that the device path does not render, with their "off" value
-_NOT_ON_DEVICE = {"psf_mix": None, "psf_min_sigma_px": 0.0, "breathing": 0.0}
+_NOT_ON_DEVICE = {"breathing": 0.0}
 _MAX_STOPS = 4
 
 
@@ -445,11 +447,11 @@ class DeviceBatches:
         h, w = config.crop_hw
         self._proc = _Procedural(h, w, self.device)
         self.yy, self.xx = self._proc.yy, self._proc.xx
-        if config.disc_prob > 0:
-            log.warning("disc_prob %.2f: that share of batches is rendered by the layered disc renderer on the CPU "
-                        "(model.synth.layered has no device form), far slower than the device path", config.disc_prob)
+        layered = sum(config.psf_probs)
+        if layered > 0:
+            log.warning("%.0f %% of batches are drawn for the layered renderer (disc_prob / psf_mix): they are rendered on "
+                        "the CPU (model.synth.layered has no device form), far slower than the device path", 100 * layered)
         ignored = [f"{k}={getattr(config, k)!r}" for k, off in _NOT_ON_DEVICE.items() if getattr(config, k, off) not in (off, None)]
-        ignored = [m for m in ignored if not (m.startswith("psf_mix=") and float(config.psf_mix[0]) >= 1.0)]  # type: ignore[attr-defined]
         if ignored:
             log.warning("DeviceBatches does not render %s: ignored on the device path (use data: synthetic for them)",
                         ", ".join(ignored))
@@ -618,6 +620,20 @@ class DeviceBatches:
             maps.append(np.asarray(vignette(ones, v, centre=(cx, cy)), np.float32))
         return self._t(np.stack(maps)).unsqueeze(1)
 
+    def _draw_psf(self, rng: np.random.Generator) -> float | None:
+        """The batch's PSF as :class:`model.data.SyntheticStacks` draws it from ``config.psf_probs``: ``None`` for the
+        Gaussian training renderer, else the layered renderer's shape ``beta`` (``inf``: the uniform disc)."""
+        p_disc, p_gen = self.config.psf_probs
+        if p_disc + p_gen <= 0:
+            return None
+        u = rng.random()
+        if u < p_disc:
+            return math.inf
+        if u < p_disc + p_gen:
+            lo, hi = self.config.psf_beta_range
+            return float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+        return None
+
     # ------------------------------------------------------------------ the batch
 
     @torch.no_grad()
@@ -649,11 +665,13 @@ class DeviceBatches:
             aif = aif * self._vignette(rng, b)
         render_depth = torch.nan_to_num(depth, nan=far).clamp(near, far)
         focus_t = self._t(focus)
-        if cfg.disc_prob > 0 and rng.random() < cfg.disc_prob:
+        beta = self._draw_psf(rng)
+        if beta is not None:
             from model.data import render_batch_layered
 
             images = render_batch_layered(aif.permute(0, 2, 3, 1).cpu().numpy(), render_depth[:, 0].cpu().numpy(),
-                                          focus.astype(np.float32).astype(np.float64), lens, cfg.noise, rng).to(self.device)
+                                          focus.astype(np.float32).astype(np.float64), lens, cfg.noise, rng, beta,
+                                          cfg.psf_min_sigma_px).to(self.device)
         else:
             images, _ = rerender_stack(aif, render_depth, focus_t, lens, max_radius=cfg.max_psf_radius,
                                        per_frame_radius=self.per_frame_radius and self.psf is None, psf=self.psf)

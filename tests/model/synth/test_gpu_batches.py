@@ -144,19 +144,43 @@ def test_noise_and_vignetting_and_weak_texture(test_lens):
     assert texture_contrast(weak["aif"]) < 0.4 * texture_contrast(clean["aif"])
 
 
-def test_disc_batches_go_through_the_layered_renderer(test_lens, caplog):
-    cfg = _cfg(test_lens, disc_prob=1.0, crop_hw=(16, 16), noise=NO_NOISE)
-    with caplog.at_level("WARNING"):
-        gen = DeviceBatches(cfg)
-    assert "disc_prob" in caplog.text
-    b = gen.make(0)
+def test_layered_batches_go_through_the_layered_renderer(test_lens, caplog):
     from model.data import render_batch_layered
 
-    near, far = cfg.working_range_m
-    ref = render_batch_layered(b["aif"].permute(0, 2, 3, 1).numpy(), b["depth"][:, 0].clamp(near, far).numpy(),
-                               b["focus_m"].double().numpy(), test_lens)
-    assert b["images"].shape == ref.shape
-    assert torch.allclose(b["images"], ref, atol=1e-5)
+    for mix, beta in (dict(disc_prob=1.0), float("inf")), (dict(psf_mix=(0.0, 0.0, 1.0), psf_beta_range=(3.0, 3.0)), 3.0):
+        cfg = _cfg(test_lens, crop_hw=(16, 16), noise=NO_NOISE, psf_min_sigma_px=0.29, **mix)
+        caplog.clear()
+        with caplog.at_level("WARNING"):
+            gen = DeviceBatches(cfg)
+        assert "layered renderer" in caplog.text
+        b = gen.make(0)
+        near, far = cfg.working_range_m
+        ref = render_batch_layered(b["aif"].permute(0, 2, 3, 1).numpy(), b["depth"][:, 0].clamp(near, far).numpy(),
+                                   b["focus_m"].double().numpy(), test_lens, beta=beta, min_sigma_px=0.29)
+        assert b["images"].shape == ref.shape
+        assert torch.allclose(b["images"], ref, atol=1e-5)
+        gauss, _ = rerender_stack(b["aif"], b["depth"].clamp(near, far), b["focus_m"], test_lens, max_radius=8)
+        assert float((b["images"] - gauss.clamp(0, 1)).abs().max()) > 1e-3  # not the Gaussian renderer's
+
+
+def test_photo_dir_photographs_join_the_bank(test_lens, tmp_path):
+    import cv2
+
+    from model.synth.textures import available_photos
+
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        cv2.imwrite(str(tmp_path / f"p{i}.png"), rng.integers(0, 256, (70, 90, 3), dtype=np.uint8))
+    gen = DeviceBatches(_cfg(test_lens, photo_dir=str(tmp_path)))
+    assert len(gen.photos.names) == len(available_photos("train")) + 2
+    assert gen.photos.hw[0, -1].tolist() == [70, 90]
+    assert DeviceBatches(_cfg(test_lens)).photos.names == available_photos("train")
+
+
+def test_breathing_is_said_to_be_ignored(test_lens, caplog):
+    with caplog.at_level("WARNING"):
+        DeviceBatches(_cfg(test_lens, breathing=0.2))
+    assert "breathing" in caplog.text
 
 
 def test_photo_bank_crops_are_the_photo_pixels():
