@@ -154,7 +154,7 @@ class TrainConfig:
             raise ValueError(f"photo_dir {self.photo_dir}: no such folder (fetch photos with scripts/get_photos.sh, or set photo_dir=null)")
         if not 0 <= self.weak_texture <= 1:
             raise ValueError(f"weak_texture must be a probability in [0, 1], got {self.weak_texture}")
-        if self.lens_aware and self.data != "synthetic" and self.init is None:
-            raise ValueError("lens_aware training from scratch needs data=synthetic (a folder run fine-tunes: set init=...)")
+        if self.lens_aware and self.data not in ("synthetic", "gpu_synthetic") and self.init is None:
+            raise ValueError("lens_aware training from scratch needs data=synthetic or gpu_synthetic (a folder run fine-tunes: set init=...)")
         if self.lr <= 0:
             raise ValueError("lr must be positive")

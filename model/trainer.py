@@ -270,7 +270,9 @@ class Trainer:
         elif cfg.weak_texture:
             common["weak_texture_prob"] = cfg.weak_texture
         if cfg.data != "folder":
-            common.update(disc_prob=cfg.disc_prob, vignetting=cfg.vignetting)
+            common.update(disc_prob=cfg.disc_prob, vignetting=cfg.vignetting,
+                          psf_mix=cfg.psf_mix, psf_beta_range=tuple(cfg.psf_beta),
+                          psf_min_sigma_px=cfg.psf_min_blur_px, breathing=cfg.breathing, photo_dir=cfg.photo_dir)
         if cfg.data == "gpu_synthetic":  # the same SynthConfig as data=synthetic, made and rendered on self.device
             from model.synth.gpu_batches import DeviceBatches
 
@@ -388,6 +390,9 @@ class Trainer:
                 ds = self._dataset(seed=987654321)
                 it = iter(ds)
                 self._val_cache = [next(it) for _ in range(n_batches)]
+            elif cfg.data == "gpu_synthetic":
+                gen = self._dataset(seed=987654321)
+                self._val_cache = [gen.make(i) for i in range(n_batches)]
             elif self.holdout_every:
                 self._val_cache = self._holdout_batches()
             else:
@@ -468,7 +473,7 @@ class Trainer:
             outputs, losses = self.process_batch(batch, model=self.eval_net)
             recon.append(losses["recon"].item())
             if "depth" in batch:
-                gt = batch["depth"].numpy()
+                gt = batch["depth"].cpu().numpy()
                 pred = outputs["depth_m"].cpu().numpy()
                 for i in range(pred.shape[0]):
                     try:

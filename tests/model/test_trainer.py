@@ -129,3 +129,19 @@ def test_relative_blur_term_is_added_when_weighted(tmp_path):
     _, l_on = on.process_batch(batch)
     assert "relblur" not in l_off and l_on["relblur"].item() > 0
     torch.testing.assert_close(l_on["total"], l_off["total"] + 1000 * l_on["relblur"], rtol=1e-5, atol=1e-5)
+
+
+def test_gpu_synthetic_data_validates_on_its_own_batches(tmp_path):
+    tr = Trainer(_cfg(tmp_path, "steps=2", "data=gpu_synthetic"), progress=False)
+    metrics = tr.train()
+    assert tr.step == 2 and "d1" in metrics and 0 <= metrics["d1"] <= 1
+    assert (tmp_path / "run" / "best.pt").is_file()
+
+
+def test_psf_mix_and_breathing_reach_the_training_data(tmp_path):
+    tr = Trainer(_cfg(tmp_path, "steps=1", "psf_mix=[0.0,0.0,1.0]", "breathing=0.2", "psf_min_blur_px=0.29"), progress=False)
+    sc = tr._dataset(seed=1).config
+    assert sc.psf_mix == (0.0, 0.0, 1.0) or list(sc.psf_mix) == [0.0, 0.0, 1.0]
+    assert sc.breathing == 0.2 and sc.psf_min_sigma_px == 0.29
+    tr.train()
+    assert tr.step == 1
