@@ -1,11 +1,18 @@
 """The relative-blur sweep: on a stack rendered by an independent path (OpenCV Gaussian blurs of planes at
-known depths), a prior that is off by 25 % is pulled to the true depth; the runner wrapper recomputes the
-physics check; bad input is a clear error; the CLIs take --sweep."""
+known depths), a prior that is off by 25 % is pulled to the true depth; the PyTorch module equals a plain
+NumPy/OpenCV sweep written here, does not depend on its chunking or batching, and runs the same in
+onnxruntime; the runner wrapper recomputes the physics check; bad input is a clear error."""
+
+import io
+import math
+import warnings
 
 import numpy as np
 import pytest
+import torch
 
-from model.defocus_sweep import SweepConfig, SweepingRunner, relative_blur_cost, sweep_depth
+from model.defocus_sweep import (SweepConfig, SweepingRunner, SweepLayer, graph_sweeps, lens_tensor,
+                                 relative_blur_cost, sweep_depth)
 from model.lens import LensProfile
 from model.optics import coc_sigma_px
 from model.runners import Prediction
@@ -91,3 +98,160 @@ def test_bad_input_is_a_clear_error():
         sweep_depth(stack, FOCUS, LENS, depth[:10], (0.5, 12.0))
     with pytest.raises(ValueError, match="working_range_m"):
         sweep_depth(stack, FOCUS, LENS, depth, (2.0, 1.0))
+
+
+# ------------------------------------------------------------------------------------------------------
+# The module against a reference written here (loops over hypotheses and frame pairs, OpenCV blurs)
+
+SMALL = SweepConfig(window=9, max_sigma_px=8.0, pyramid_levels=24, hypotheses=24)  # kernels fit 48 px
+
+
+def _reference_cost(stack, focus, lens, depths, cfg):
+    """The sweep's cost volume the plain way: per hypothesis and ordered frame pair with sigma_i > sigma_j,
+    frame j's grey image blurred by the two pyramid levels around the relative blur (OpenCV, reflect-101
+    borders, 2 round(4 sigma) + 1 taps), linearly mixed, minus frame i's; squared, summed, box-averaged."""
+    import cv2
+
+    grey = stack @ np.array([0.299, 0.587, 0.114], np.float32)
+    levels = np.concatenate([[0.0], np.geomspace(0.3, cfg.max_sigma_px, cfg.pyramid_levels)])
+
+    def blur(g, s):
+        if s == 0:
+            return g
+        k = 2 * int(round(4 * s)) + 1
+        return cv2.GaussianBlur(g, (k, k), s, borderType=cv2.BORDER_REFLECT_101)
+
+    pyr = [[blur(g, s) for s in levels] for g in grey]
+    out = []
+    for d in depths:
+        sig = [float(coc_sigma_px(float(d), float(f), lens)) for f in focus]
+        c = np.zeros(grey.shape[1:], np.float64)
+        for i in range(len(focus)):
+            for j in range(len(focus)):
+                if sig[i] > sig[j]:
+                    r = math.sqrt(sig[i] ** 2 - sig[j] ** 2)
+                    k = int(np.clip(np.searchsorted(levels, r), 1, len(levels) - 1))
+                    a = float(np.clip((r - levels[k - 1]) / (levels[k] - levels[k - 1]), 0, 1))
+                    c += ((1 - a) * pyr[j][k - 1] + a * pyr[j][k] - grey[i]) ** 2
+        out.append(cv2.boxFilter(c.astype(np.float32), -1, (cfg.window, cfg.window), borderType=cv2.BORDER_REFLECT_101))
+    return np.stack(out)
+
+
+def test_cost_volume_equals_a_plain_numpy_sweep():
+    stack, _, _ = _two_planes()
+    hyps = np.geomspace(0.6, 10.0, 9)
+    got = relative_blur_cost(stack, FOCUS, LENS, hyps, SMALL)
+    ref = _reference_cost(stack, FOCUS, LENS, hyps, SMALL)
+    assert got.shape == ref.shape == (9, 48, 64)
+    np.testing.assert_allclose(got, ref, rtol=2e-4, atol=2e-6)
+
+
+def test_swept_depth_equals_the_reference_banded_argmin():
+    stack, _, depth = _two_planes()
+    near, far = 0.5, 12.0
+    prior = (depth * np.where(np.arange(64) < 32, 1.2, 0.85)[None]).astype(np.float32)
+    inv = np.geomspace(1 / far, 1 / near, SMALL.hypotheses)
+    cost = _reference_cost(stack, FOCUS, LENS, 1 / inv, SMALL)
+    dist = np.abs(np.log(inv)[:, None, None] - np.log(1 / prior)[None])
+    inside = dist <= np.log(SMALL.band)
+    yy, xx = np.indices(prior.shape)
+    inside[dist.argmin(0), yy, xx] = True
+    ref = (1 / inv)[np.where(inside, cost, np.inf).argmin(0)]
+    got = sweep_depth(stack, FOCUS, LENS, prior, (near, far), SMALL)
+    same = np.isclose(got, ref, rtol=1e-5)
+    assert same.mean() > 0.99  # the rest: near-ties between neighbouring hypotheses
+    step = np.log(far / near) / (SMALL.hypotheses - 1)
+    assert np.all(np.abs(np.log(got / ref)) <= step * 1.01)
+    # and it recovers the planes better than the prior it was given
+    assert np.median(np.abs(np.log(got / depth))) < 0.5 * np.median(np.abs(np.log(prior / depth)))  # 24 hypotheses: coarse
+
+
+def test_result_does_not_depend_on_chunking_or_batching():
+    stack, _, depth = _two_planes()
+    x = torch.from_numpy(stack).permute(0, 3, 1, 2)[None]
+    f = torch.tensor([FOCUS])
+    prior = torch.from_numpy(depth * 1.2)[None, None]
+    rng = torch.tensor([[0.5, 12.0]])
+    with torch.inference_mode():
+        outs = [SweepLayer(SMALL, chunk=c)(x, f, lens_tensor(LENS), prior, rng) for c in (None, 5, 24)]
+        for o in outs[1:]:
+            assert torch.equal(o, outs[0])
+        # a batch of two stacks with different lenses and focus distances equals each alone
+        lens2 = LensProfile(0.035, 2.8, 6e-6)
+        f2 = torch.tensor([[0.8, 1.2, 2.0, 3.0, 5.0]])
+        one = SweepLayer(SMALL)(x, f2, lens_tensor(lens2), prior, torch.tensor([[0.4, 10.0]]))
+        both = SweepLayer(SMALL)(torch.cat([x, x]), torch.cat([f, f2]),
+                                 torch.cat([lens_tensor(LENS), lens_tensor(lens2)]), torch.cat([prior, prior]),
+                                 torch.tensor([[0.5, 12.0], [0.4, 10.0]]))
+    assert torch.equal(both[:1], outs[0]) and torch.equal(both[1:], one)
+    assert not torch.equal(one, outs[0])
+
+
+def test_in_graph_blur_is_the_thin_lens_of_model_optics():
+    layer = SweepLayer(SMALL)
+    d = torch.tensor([[0.7, 2.0, 9.0]])
+    sig = layer._sigma(d, torch.tensor([FOCUS]), type(layer)._sigma.__globals__["_ThinLensTensors"](lens_tensor(LENS)))
+    want = [[[float(coc_sigma_px(float(x), f, LENS)) for f in FOCUS] for x in d[0]]]
+    np.testing.assert_allclose(sig.numpy(), want, rtol=1e-5)
+
+
+def test_small_images_are_padded_in_rounds():
+    """Kernels wider than the image (default config: 56 px radius on a 40 x 48 stack) still give finite depth
+    inside the working range."""
+    stack, _, depth = _two_planes(h=40, w=48)
+    out = sweep_depth(stack, FOCUS, LENS, depth, (0.5, 12.0))
+    assert out.shape == depth.shape and np.isfinite(out).all()
+    assert out.min() >= 0.5 - 1e-5 and out.max() <= 12.0 + 1e-4
+
+
+def test_onnxruntime_runs_the_traced_module_as_pytorch_does():
+    ort = pytest.importorskip("onnxruntime")
+    stack, _, depth = _two_planes()
+    args = (torch.from_numpy(stack).permute(0, 3, 1, 2)[None], torch.tensor([FOCUS]), lens_tensor(LENS),
+            torch.from_numpy(depth * 0.8)[None, None], torch.tensor([[0.5, 12.0]]))
+    layer = SweepLayer(SMALL, chunk=None).eval()
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(layer, args, buf, dynamo=False, opset_version=17,
+                          input_names=["images", "focus_m", "lens", "prior", "range"])
+    sess = ort.InferenceSession(buf.getvalue(), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {k: v.numpy() for k, v in zip(["images", "focus_m", "lens", "prior", "range"], args)})[0]
+    with torch.inference_mode():
+        want = SweepLayer(SMALL)(*args).numpy()  # eager, chunked, in place
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+
+
+def test_module_input_errors():
+    layer = SweepLayer(SMALL)
+    x = torch.rand(1, 5, 3, 16, 16)
+    f = torch.tensor([FOCUS])
+    lt = lens_tensor(LENS)
+    prior = torch.full((1, 1, 16, 16), 2.0)
+    rng = torch.tensor([[0.5, 12.0]])
+    with pytest.raises(ValueError, match="images must be"):
+        layer(x[:, :1], f[:, :1], lt, prior, rng)
+    with pytest.raises(ValueError, match="focus_m must be"):
+        layer(x, f[:, :3], lt, prior, rng)
+    with pytest.raises(ValueError, match="lens must be"):
+        layer(x, f, lt[:, :2], prior, rng)
+    with pytest.raises(ValueError, match="prior_depth_m must be"):
+        layer(x, f, lt, prior[..., :8], rng)
+    with pytest.raises(ValueError, match="working_range_m must be"):
+        layer(x, f, lt, prior, rng[:, :1])
+    with pytest.raises(ValueError, match="chunk"):
+        SweepLayer(SMALL, chunk=0)
+    with pytest.raises(ValueError, match="at least 2 pixels"):
+        layer(torch.rand(1, 5, 3, 1, 16), f, lt, torch.ones(1, 1, 1, 16), rng)
+
+
+def test_a_graph_that_already_sweeps_is_not_swept_twice():
+    class _Info:
+        sweep = {"config": {}}
+
+    inner = _FakeRunner()
+    assert not graph_sweeps(inner)
+    inner.info = _Info()
+    assert graph_sweeps(inner)
+    with pytest.raises(ValueError, match="already swept"):
+        SweepingRunner(inner)
