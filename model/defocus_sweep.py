@@ -25,15 +25,17 @@ computed in the graph by :func:`model.optics.coc_sigma_px`.
 How the cost volume is computed: every frame's grey image (Rec. 601 luma, as
 :func:`model.baseline_dff.to_grey`) is blurred once at fixed Gaussian sigmas (0 and ``pyramid_levels``
 geometric steps from 0.3 px to ``max_sigma_px``; kernels of ``2 round(4 sigma) + 1`` taps as OpenCV's for
-float images, reflect borders); a relative blur is the linear interpolation between the two levels around it
+float images, reflect borders; the wider levels blurred from the level below, :data:`CASCADE_MIN_STEP_PX`);
+a relative blur is the linear interpolation between the two levels around it
 (gathered per hypothesis). For each unordered pair the sharper frame (per hypothesis) is the one blurred;
 pairs of equal blur add nothing.
 
-Cost (``benchmarks/bench_sweep.py``): on one CPU core about 0.36 s per 5 x 240 x 320 stack, 1.8x the OpenCV/NumPy
-implementation this module replaced (0.20 s; same stack, alternated in one run; swept depth identical at 99.5 %
-of pixels, the rest near-ties between neighbouring hypotheses, mostly within a kernel's reach of the border,
-where OpenCV reflected the border pixel and this reflects around it). Most of it is the blur pyramid's
-depthwise convolutions; the hypothesis loop runs in place in ``chunk``-sized groups.
+Cost (``benchmarks/bench_sweep.py``): on one CPU core about 0.3 s per 5 x 240 x 320 stack, 1.2-1.6x the
+OpenCV/NumPy implementation this module replaced (0.18-0.19 s; same stacks, one thread; swept depth identical
+at 99.5 % of pixels, the rest near-ties between neighbouring hypotheses, mostly within a kernel's reach of the
+border, where OpenCV reflected the border pixel and this reflects around it). Half of it is the blur pyramid's
+depthwise convolutions (levels from ``CASCADE_MIN_STEP_PX`` cascaded), the rest the hypothesis loop (in place
+in ``chunk``-sized groups).
 
 Units: metres, pixels. NumPy arrays: images ``(S, H, W, 3)`` float in ``[0, 1]``; tensors: ``(B, S, 3, H, W)``.
 """
@@ -57,6 +59,12 @@ from model.runners import Runner, RunnerWrapper
 
 __all__ = ["SweepConfig", "SweepLayer", "lens_tensor", "relative_blur_cost", "sweep_depth", "graph_sweeps",
            "SweepingRunner"]
+
+CASCADE_MIN_STEP_PX = 1.0
+"""A pyramid level is blurred from the level below it (by ``sqrt(s_l^2 - s_{l-1}^2)``) when that step and the
+level below are at least this many pixels: sampled Gaussians that wide compose like continuous ones (the variance
+error is below 1e-8 of sigma^2), so the cascade equals blurring the grey image directly within 1e-4 of its range,
+at a fraction of the taps; narrower levels are blurred from the grey image."""
 
 MASKED_COST = 6.0e4
 """Cost given to hypotheses outside a pixel's band: above any real cost (grey images in [0, 1]: at most one per
@@ -100,19 +108,26 @@ class SweepConfig:
         """The widest border the sweep pads an image by (largest blur kernel's radius, or the box's), pixels.
 
         An image side must exceed it for one reflection to cover it (smaller images are padded in rounds)."""
-        return max(_taps_radius(self.max_sigma_px), self.window // 2)
-
-
-def _taps_radius(sigma: float) -> int:
-    return int(round(4.0 * sigma))
+        return max(max((t.size - 1) // 2 for _, t in _pyramid_plan(self.levels())), self.window // 2)
 
 
 def _gauss_taps(sigma: float) -> np.ndarray:
     """Normalised 1-D Gaussian of ``2 round(4 sigma) + 1`` taps (OpenCV's size for float images)."""
-    r = _taps_radius(sigma)
+    r = int(round(4.0 * sigma))
     x = np.arange(-r, r + 1, dtype=np.float64)
     k = np.exp(-0.5 * (x / sigma) ** 2)
     return (k / k.sum()).astype(np.float32)
+
+
+def _pyramid_plan(levels: np.ndarray) -> list[tuple[int, np.ndarray]]:
+    """How each pyramid level above 0 is made: ``(source level, 1-D taps)``, the source the grey image (level 0)
+    or, from ``CASCADE_MIN_STEP_PX`` up, the level below."""
+    plan = []
+    for i in range(1, len(levels)):
+        step = math.sqrt(levels[i] ** 2 - levels[i - 1] ** 2)
+        cascade = step >= CASCADE_MIN_STEP_PX and levels[i - 1] >= CASCADE_MIN_STEP_PX
+        plan.append((i - 1, _gauss_taps(step)) if cascade else (0, _gauss_taps(float(levels[i]))))
+    return plan
 
 
 def _reflect_pad(x: Tensor, rw: int, rh: int) -> Tensor:
@@ -155,7 +170,7 @@ class SweepLayer(nn.Module):
             one set of operators in an exported graph). The result does not depend on it.
     """
 
-    def __init__(self, config: SweepConfig = SweepConfig(), chunk: int | None = 4) -> None:
+    def __init__(self, config: SweepConfig = SweepConfig(), chunk: int | None = 16) -> None:
         super().__init__()
         if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1):
             raise ValueError(f"chunk must be a whole number of hypotheses >= 1 or None, got {chunk!r}")
@@ -165,7 +180,7 @@ class SweepLayer(nn.Module):
         self.register_buffer("levels", torch.tensor(levels, dtype=torch.float32), persistent=False)
         self.register_buffer("luma", torch.from_numpy(np.array(_LUMA, np.float32)), persistent=False)
         self._box = np.full(config.window, 1.0 / config.window, np.float32)
-        self._taps = [_gauss_taps(float(s)) if s > 0 else None for s in levels]
+        self._plan = _pyramid_plan(levels)
         self._weights: dict[tuple[Any, ...], Tensor] = {}
 
     def _weight(self, key: str, taps: np.ndarray, groups: int, like: Tensor) -> Tensor:
@@ -190,17 +205,14 @@ class SweepLayer(nn.Module):
     def pyramid(self, grey: Tensor) -> Tensor:
         """``(N, H, W)`` grey images -> ``(N, L, H, W)``: each blurred at every level's sigma (level 0: itself).
 
-        Separable depthwise convolutions (one group per image) after reflect padding."""
+        Separable depthwise convolutions (one group per image) after reflect padding; levels from
+        ``CASCADE_MIN_STEP_PX`` up are blurred from the level below (see there)."""
         n = grey.shape[0]
-        x = grey[None]  # (1, N, H, W): images as channels, depthwise
-        out = []
-        for i, taps in enumerate(self._taps):
-            if taps is None:
-                out.append(x)
-                continue
+        out = [grey[None]]  # (1, N, H, W): images as channels, depthwise
+        for i, (src, taps) in enumerate(self._plan, 1):
             r = (taps.size - 1) // 2
-            y = F.conv2d(_reflect_pad(x, r, 0), self._weight(f"{i}h", taps, n, x), groups=n)
-            out.append(F.conv2d(_reflect_pad(y, 0, r), self._weight(f"{i}v", taps, n, x), groups=n))
+            y = F.conv2d(_reflect_pad(out[src], r, 0), self._weight(f"{i}h", taps, n, grey), groups=n)
+            out.append(F.conv2d(_reflect_pad(y, 0, r), self._weight(f"{i}v", taps, n, grey), groups=n))
         return torch.stack(out, dim=2)[0]
 
     def box(self, cost: Tensor) -> Tensor:

@@ -138,6 +138,9 @@ def _reference_cost(stack, focus, lens, depths, cfg):
 
 
 def test_cost_volume_equals_a_plain_numpy_sweep():
+    from model.defocus_sweep import _pyramid_plan
+
+    assert sum(src > 0 for src, _ in _pyramid_plan(SMALL.levels())) >= 5  # cascaded levels are among those checked
     stack, _, _ = _two_planes()
     hyps = np.geomspace(0.6, 10.0, 9)
     got = relative_blur_cost(stack, FOCUS, LENS, hyps, SMALL)
@@ -196,9 +199,10 @@ def test_in_graph_blur_is_the_thin_lens_of_model_optics():
 
 
 def test_small_images_are_padded_in_rounds():
-    """Kernels wider than the image (default config: 56 px radius on a 40 x 48 stack) still give finite depth
+    """Kernels wider than the image (default config: 24 px radius on a 16 x 20 stack) still give finite depth
     inside the working range."""
-    stack, _, depth = _two_planes(h=40, w=48)
+    assert SweepConfig().max_pad_px() == 24
+    stack, _, depth = _two_planes(h=16, w=20)
     out = sweep_depth(stack, FOCUS, LENS, depth, (0.5, 12.0))
     assert out.shape == depth.shape and np.isfinite(out).all()
     assert out.min() >= 0.5 - 1e-5 and out.max() <= 12.0 + 1e-4
