@@ -12,6 +12,7 @@ commands:
 examples:
   python -m export onnx --out daifnet.onnx                    # shipped model -> daifnet.onnx + daifnet.trt.onnx
   python -m export onnx --checkpoint runs/x/best.pt --out m.onnx --dynamic-size --graph net
+  python -m export onnx --out swept.onnx --sweep             # + the relative-blur sweep in the graph
   python -m export engine --onnx daifnet.trt.onnx             # on the Jetson -> daifnet.engine
   python -m export engine --onnx daifnet.trt.onnx --precision int8 --calib recordings/
   python -m export engine --onnx daifnet.trt.onnx --print-only   # just the trtexec command
@@ -72,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="GaussPSF op in onnxruntime: the native C++ op (native; auto when it builds), or a Python op "
                         "computed by model.render (torch) or the kernel's CPU code (host)")
     o.add_argument("--threads", type=int, default=None, help="onnxruntime threads for the check")
+    o.add_argument("--sweep", action="store_true",
+                   help="append the relative-blur sweep (model.defocus_sweep) to the graph: depth_m is the swept "
+                        "depth, as model.predict --sweep gives (fixed stack size; see docs/export.md)")
 
     e = sub.add_parser("engine", help="ONNX -> TensorRT engine on this device", formatter_class=fmt,
                        description="Build a TensorRT engine on the device that will run it (a Jetson).")
@@ -120,7 +124,7 @@ def _cmd_onnx(args: argparse.Namespace) -> int:
                            image_size=args.size, dynamic_size=args.dynamic_size, stack_size=args.stack,
                            dynamic_stack=args.dynamic_stack, opset=args.opset, psf_radius=args.psf_radius,
                            max_psf_radius=args.max_psf_radius, check=args.check, check_stack=args.check_stack,
-                           psf_backend=args.psf_backend, threads=args.threads)
+                           psf_backend=args.psf_backend, threads=args.threads, sweep=args.sweep)
     try:
         result = export_onnx(cfg)
     except ExportCheckError as e:
@@ -130,6 +134,8 @@ def _cmd_onnx(args: argparse.Namespace) -> int:
         print(f"wrote {path} ({flavour}) and {result.metadata_files[flavour]}")
     if result.psf_radius is not None:
         print(f"GaussPSF radius {result.psf_radius} px")
+    if args.sweep:
+        print("depth_m is swept in the graph (model.defocus_sweep; run the file without --sweep)")
     for note in result.notes:
         print(f"note: {note}")
     if result.check is not None:
@@ -224,7 +230,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
              "working_range_m": list(info.working_range_m),
              "stack_size": info.stack_size if info.stack_size is not None else "dynamic",
              "image_size": list(info.image_size) if info.image_size is not None else "dynamic",
-             "outputs": list(info.outputs), "psf_radius": info.psf_radius, "package_version": info.package_version}
+             "outputs": list(info.outputs), "psf_radius": info.psf_radius, "sweep": info.sweep,
+             "package_version": info.package_version}
     if args.json:
         print(json.dumps(data, indent=2, default=str))
         return 0

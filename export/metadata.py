@@ -17,6 +17,9 @@ key                    value
 ``outputs``            output names with shapes and units (JSON)
 ``psf``                physics graph only: ``GaussPSF`` domain, ``radius`` and plugin version (JSON)
 ``confidence``         physics graph only: the confidence scales (JSON)
+``sweep``              only when exported with ``--sweep``: the relative-blur sweep in the graph (its
+                       settings, working range and smallest image side; JSON); ``depth_m`` is then the
+                       swept depth
 ``network``            the DAIF-Net config (JSON)
 ``checkpoint``         source checkpoint: path, sha256, training step (JSON)
 ``package_version``    version of this package that exported it
@@ -167,11 +170,13 @@ def onnx_props(
     opset: int,
     psf: Mapping[str, Any] | None = None,
     confidence: Mapping[str, Any] | None = None,
+    sweep: Mapping[str, Any] | None = None,
 ) -> dict[str, str]:
     """The ``metadata_props`` of an export (see the module docstring), as ``{key: string}``.
 
     ``stack_size`` / ``image_size`` ``(W, H)`` are ``None`` when that axis is dynamic; the ``example_*``
-    values are the shapes the graph was traced (and checked) with.
+    values are the shapes the graph was traced (and checked) with. ``sweep``: the in-graph sweep's record
+    (``config``, ``working_range_m``, ``min_image_side_px``), or ``None`` without one.
     """
     ew, eh = example_image_size
     layout = {
@@ -194,7 +199,9 @@ def onnx_props(
         "working_range_m": json.dumps([float(working_range_m[0]), float(working_range_m[1])]),
         "input_layout": json.dumps(layout),
         "value_range": json.dumps({"images": [0.0, 1.0]}),
-        "outputs": json.dumps({name: dict(OUTPUT_UNITS[name]) for name in outputs}),
+        "outputs": json.dumps({name: dict(OUTPUT_UNITS[name]) | (
+            {"units": OUTPUT_UNITS[name]["units"] + ", after the relative-blur sweep (model.defocus_sweep)"}
+            if sweep is not None and name == "depth_m" else {}) for name in outputs}),
         "network": json.dumps(dict(network), sort_keys=True),
         "checkpoint": json.dumps(dict(checkpoint), default=str),
         "package_version": package_version(),
@@ -205,6 +212,8 @@ def onnx_props(
         props["psf"] = json.dumps(dict(psf))
     if confidence is not None:
         props["confidence"] = json.dumps(dict(confidence))
+    if sweep is not None:
+        props["sweep"] = json.dumps(dict(sweep))
     return props
 
 
@@ -229,6 +238,8 @@ class OnnxModelInfo:
         opset: ONNX opset of the default domain.
         package_version: version of the exporting package.
         props: all ``metadata_props``.
+        sweep: the relative-blur sweep the graph runs after the network (``config``, ``working_range_m``,
+            ``min_image_side_px``), or ``None``: ``depth_m`` is the network's own.
     """
 
     path: Path | None
@@ -247,6 +258,7 @@ class OnnxModelInfo:
     opset: int
     package_version: str
     props: Mapping[str, str] = field(default_factory=dict)
+    sweep: Mapping[str, Any] | None = None
 
     @property
     def has_confidence(self) -> bool:
@@ -269,6 +281,11 @@ class OnnxModelInfo:
         if height < m or width < m:
             raise ValueError(f"{source}: frames of {width}x{height} are smaller than the network's "
                              f"minimum of {m}x{m} pixels")
+        low = int(self.sweep.get("min_image_side_px", 0)) if self.sweep else 0
+        if self.image_size is None and min(height, width) < low:
+            raise ValueError(f"{source}: frames of {width}x{height}, but the relative-blur sweep in {where} needs "
+                             f"both sides of at least {low} pixels; use larger frames or re-export at their fixed "
+                             "size (`python -m export onnx --sweep --size WxH`)")
 
     @classmethod
     def from_props(cls, props: Mapping[str, str], path: str | os.PathLike[str] | None = None) -> "OnnxModelInfo":
@@ -336,11 +353,17 @@ class OnnxModelInfo:
             opset = int(props.get("opset", "0"))
         except ValueError:
             opset = 0
+        sweep = None
+        if "sweep" in props:
+            sweep = js("sweep")
+            if not isinstance(sweep, dict) or not isinstance(sweep.get("config"), dict):
+                raise MetadataError(src, "metadata_props.sweep", f"expected an object with the sweep's config, got "
+                                    f"{sweep!r}; {_FIX_EXPORT}")
         return cls(path=src, graph=graph, target=target, lens=lens, focus_m=tuple(float(f) for f in focus),
                    working_range_m=(float(rng[0]), float(rng[1])), stack_size=stack_size, image_size=image_size,
                    example_stack_size=example_stack, example_image_size=example_size, size_multiple=multiple,
                    outputs=tuple(outputs), psf_radius=psf_radius, opset=opset,
-                   package_version=props.get("package_version", "unknown"), props=dict(props))
+                   package_version=props.get("package_version", "unknown"), props=dict(props), sweep=sweep)
 
 
 def read_onnx_info(path: str | os.PathLike[str]) -> OnnxModelInfo:

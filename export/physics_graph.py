@@ -11,7 +11,11 @@ With ``psf_radius`` set, the module also runs the physics check of :mod:`model.c
     rendered = GaussPSF(aif repeated per frame, sigma)                       (one node, op type GaussPSF)
     residual, confidence = model.confidence.confidence_from_residual(images, rendered)
 
-The lens numbers are baked in as constants. ``GaussPSF`` is emitted as one ONNX node in domain
+With ``sweep`` set, the network's depth is first refined by the relative-blur plane sweep
+(:class:`model.defocus_sweep.SweepLayer`, the same module ``model.predict --sweep`` runs), so ``depth_m`` (and
+the physics check, when present) is the swept depth.
+
+The lens numbers (and for the sweep the working range) are baked in as constants. ``GaussPSF`` is emitted as one ONNX node in domain
 ``ai.onnx.contrib`` with the integer attribute ``radius`` (fixed at export: ONNX attributes are static);
 :func:`export.targets.to_tensorrt_flavour` turns it into the TensorRT plugin node. While tracing, the node's
 values come from :func:`model.render.gauss_psf`, the same math.
@@ -26,6 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from model.confidence import ConfidenceConfig, confidence_from_residual
+from model.defocus_sweep import SweepConfig, SweepLayer, lens_tensor
 from model.lens import LensProfile
 from model.network import DAIFNet
 from model.optics import max_sigma_px
@@ -77,23 +82,35 @@ class ExportModule(nn.Module):
 
     Args:
         net: the network (eval mode).
-        lens: thin-lens numbers for the physics check (required with ``psf_radius``).
+        lens: thin-lens numbers for the physics check and the sweep (required with ``psf_radius`` or ``sweep``).
         psf_radius: GaussPSF window radius in pixels; ``None`` exports the network alone.
         confidence: the confidence scales.
+        sweep: refine the network's depth in the graph by the relative-blur sweep with these settings
+            (:mod:`model.defocus_sweep`); ``None``: no sweep.
+        working_range_m: ``(near, far)`` metres the sweep's hypotheses span (default: the network's
+            :meth:`~model.network.DAIFNet.working_range_m`, as :func:`model.runners.working_range_of`).
     """
 
     def __init__(self, net: DAIFNet, lens: LensProfile | None = None, psf_radius: int | None = None,
-                 confidence: ConfidenceConfig = ConfidenceConfig()) -> None:
+                 confidence: ConfidenceConfig = ConfidenceConfig(), sweep: SweepConfig | None = None,
+                 working_range_m: tuple[float, float] | None = None) -> None:
         super().__init__()
+        if (psf_radius is not None or sweep is not None) and lens is None:
+            raise ValueError("the physics graph and the sweep need the lens profile")
         if psf_radius is not None:
-            if lens is None:
-                raise ValueError("the physics graph needs the lens profile")
             if isinstance(psf_radius, bool) or not isinstance(psf_radius, int) or not 0 <= psf_radius <= MAX_RADIUS_PX:
                 raise ValueError(f"psf_radius must be an int in [0, {MAX_RADIUS_PX}], got {psf_radius!r}")
         self.net = net
         self.lens = lens
         self.psf_radius = psf_radius
         self.confidence = confidence
+        self.sweep: SweepLayer | None = None
+        if sweep is not None and lens is not None:
+            near, far = working_range_m if working_range_m is not None else net.working_range_m()
+            # all hypotheses at once: one set of operators in the graph (the result does not depend on the chunk)
+            self.sweep = SweepLayer(sweep, chunk=None)
+            self.register_buffer("sweep_lens", lens_tensor(lens), persistent=False)
+            self.register_buffer("sweep_range", torch.tensor([[float(near), float(far)]]), persistent=False)
 
     @property
     def physics(self) -> bool:
@@ -110,6 +127,8 @@ class ExportModule(nn.Module):
         out = self.net(x, focus_m)
         aif = out.aif[:, :, :h, :w]
         depth = out.depth_m[:, :, :h, :w]
+        if self.sweep is not None:
+            depth = self.sweep(images, focus_m, self.sweep_lens, depth, self.sweep_range)
         if self.psf_radius is None:
             return aif, depth
         # the runners' re-rendering, with the window fixed at export time and the renderer as one node
