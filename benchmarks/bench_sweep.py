@@ -1,9 +1,11 @@
 """Cost of the relative-blur sweep (model.defocus_sweep) against the network alone, one 5 x 240 x 320 stack.
 
 Both are timed alternately in the same run (the shipped model, CPU), medians over --repeats; the ratio
-(network + sweep) / network is what the option adds to each stack.
+(network + sweep) / network is what the option adds to each stack. With --onnx also the exported graphs in
+onnxruntime: the network alone against the network with the sweep in the graph (`python -m export onnx
+--graph net [--sweep]`), alternately, and the largest depth difference between the in-graph and the PyTorch sweep.
 
-usage: python benchmarks/bench_sweep.py [--repeats 5] [--threads N]
+usage: python benchmarks/bench_sweep.py [--repeats 5] [--threads N] [--onnx]
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
+    p.add_argument("--threads", type=int, default=0, help="torch (and onnxruntime) CPU threads (0: their default)")
+    p.add_argument("--onnx", action="store_true", help="also time the exported graphs with and without the sweep")
     args = p.parse_args()
 
     import numpy as np
@@ -52,7 +55,40 @@ def main() -> int:
     print(f"  {'network alone (baseline)':<28}{net * 1e3:>10.0f} ms")
     print(f"  {'sweep (added)':<28}{sw * 1e3:>10.0f} ms")
     print(f"  {'network + sweep':<28}{(net + sw) * 1e3:>10.0f} ms   ratio to network alone {(net + sw) / net:.2f}x")
+    if args.onnx:
+        _bench_onnx(runner, stack, focus, sweep_depth(stack, focus, runner.lens, pred.depth_m, working_range_of(runner)),
+                    args.repeats, args.threads or None)
     return 0
+
+
+def _bench_onnx(runner, stack, focus, swept_torch, repeats: int, threads: int | None) -> None:
+    import tempfile
+
+    import numpy as np
+
+    from export.onnx_export import torch_to_onnx
+    from export.runtime import OnnxRunner
+    from model.defocus_sweep import SweepConfig
+
+    with tempfile.TemporaryDirectory() as tmp:
+        runners = {}
+        for name, sweep in (("net", None), ("net+sweep", SweepConfig())):
+            path = torch_to_onnx(runner.model, Path(tmp) / f"{name}.onnx", graph="net", sweep=sweep)["any"]
+            runners[name] = OnnxRunner(path, with_confidence=False, threads=threads)
+        times: dict[str, list[float]] = {k: [] for k in runners}
+        out = {k: r.predict(stack, focus) for k, r in runners.items()}  # warm-up
+        for _ in range(max(1, repeats)):
+            for k, r in runners.items():
+                t = time.perf_counter()
+                r.predict(stack, focus)
+                times[k].append(time.perf_counter() - t)
+    net, both = statistics.median(times["net"]), statistics.median(times["net+sweep"])
+    diff = np.abs(out["net+sweep"].depth_m - swept_torch)
+    print(f"onnxruntime (threads {threads or 'default'}), exported graphs, median of {repeats}")
+    print(f"  {'network alone (baseline)':<28}{net * 1e3:>10.0f} ms")
+    print(f"  {'network + sweep in graph':<28}{both * 1e3:>10.0f} ms   ratio to network alone {both / net:.2f}x")
+    print(f"  in-graph vs PyTorch sweep: depth max |diff| {diff.max() * 1e3:.3f} mm, "
+          f"{np.count_nonzero(diff > 1e-3)} of {diff.size} pixels beyond 1 mm (argmin near-ties)")
 
 
 if __name__ == "__main__":
