@@ -9,6 +9,9 @@ Checkpoints (``last.pt`` every ``ckpt_every`` steps and on Ctrl-C/SIGTERM, ``bes
 AbsRel, or when fine-tuning on your own stacks with ``holdout_every`` by the re-rendering loss of the
 stacks held back) are atomic and carry the lens, the focus distances and the config; ``config.yaml`` is written
 beside them. A run restarted with the same ``out_dir`` resumes from ``last.pt``.
+
+Validation and TensorBoard images: :mod:`model.train_validation`; the held-back stacks when fine-tuning:
+:mod:`model.train_holdout`.
 """
 
 from __future__ import annotations
@@ -33,10 +36,12 @@ from model.config import config_to_dict
 from model.errors import CheckpointError
 from model.lens import LensProfile
 from model.losses import edge_aware_smoothness, log_sharpness, recon_loss, relative_blur_loss, soft_coarse_aif
-from model.metrics import aggregate, depth_metrics
 from model.network import DAIFNet, NetConfig, lens_aware_config
 from model.optics import defocus_sigma_map, working_range_m
 from model.train_config import TrainConfig
+from model.train_holdout import (StackSubset, held_back_stacks, holdout_batches, holdout_indices,
+                                 holdout_summary, update_holdout_best, validate_holdout_start)
+from model.train_validation import batch_metrics, log_images, suite_metrics, suite_stacks, synthetic_val_batches
 
 __all__ = ["Trainer", "default_lens_path", "ignore_stop_signals", "holdout_indices", "time_estimate"]
 
@@ -72,15 +77,6 @@ def ignore_stop_signals(worker_id: int = 0) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
-def holdout_indices(n: int, every: int) -> list[int]:
-    """Which of ``n`` stacks (sorted by path) are held back for validation: 1 in ``every``, at least one
-    when ``n >= 2``, spread evenly; none when ``every`` is 0 or ``n < 2``."""
-    if every <= 0 or n < 2:
-        return []
-    k = max(1, n // every)
-    return sorted({min(n - 1, int((j + 0.5) * n / k)) for j in range(k)})
-
-
 def _duration(seconds: float) -> str:
     if seconds < 90:
         return f"{seconds:.0f} s"
@@ -95,23 +91,6 @@ def time_estimate(steps: int, s_per_step: float, resumed_at: int = 0) -> str:
     return f"{steps:,} steps{left}, about {_duration(steps * s_per_step)} at {s_per_step:.3g} s/step on this machine"
 
 
-class _SomeStacks(torch.utils.data.Dataset):
-    """Items ``index`` of a stack dataset (:class:`model.data.FolderStacks`), for :class:`model.data.RandomBatches`."""
-
-    def __init__(self, ds: Any, index: list[int]) -> None:
-        self.ds, self.index = ds, list(index)
-        self.stack_sizes = [ds.stack_sizes[i] for i in self.index]
-
-    def __len__(self) -> int:
-        return len(self.index)
-
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        return self.ds[self.index[i]]
-
-    def set_epoch(self, epoch: int) -> None:
-        self.ds.set_epoch(epoch)
-
-
 class Trainer:
     """Builds the network, data, optimiser and logging from a :class:`TrainConfig` and trains.
 
@@ -122,7 +101,7 @@ class Trainer:
             stacks (at least one of two or more; :func:`holdout_indices`) from training: their
             re-rendering loss (self-supervised, no depth needed) is validated at the start and every
             ``val_every`` steps and chooses ``best.pt`` (the start weights until a step beats them;
-            :meth:`holdout_report`). 0: train on every stack. Not with ``val_suite`` (that chooses then).
+            :meth:`holdout_report`; :mod:`model.train_holdout`). 0: train on every stack. Not with ``val_suite`` (that chooses then).
     """
 
     def __init__(self, cfg: TrainConfig, progress: bool = True, holdout_every: int = 0) -> None:
@@ -135,6 +114,8 @@ class Trainer:
         self.holdout_start: tuple[int, float] | None = None  # (step, held-back re-rendering loss) where validation began
         self.holdout_best: tuple[int, float] | None = None  # (step, loss) of best.pt
         self.holdout_last: tuple[int, float] | None = None  # the latest validation
+        self.holdout_stacks: list[str] = []  # the held-back stack folders, once listed (_held_back)
+        self.holdout_n_stacks = 0  # how many stacks data_dir holds, once listed
         self.out_dir = Path(cfg.out_dir)
         self._setup_distributed()
         self.device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -252,7 +233,7 @@ class Trainer:
             ds = data_mod.build_training_data(cfg.data, cfg.data_dir, **common)
             held = set(self._held_back())
             keep = [i for i in range(len(ds.dataset)) if i not in held]
-            return data_mod.RandomBatches(_SomeStacks(ds.dataset, keep), cfg.batch_size,
+            return data_mod.RandomBatches(StackSubset(ds.dataset, keep), cfg.batch_size,
                                           (cfg.stack_size_min, cfg.stack_size_max), seed=seed)
         if cfg.lens_aware and cfg.data in ("synthetic", "gpu_synthetic"):
             from model.lens_sampling import LensSampling
@@ -353,48 +334,21 @@ class Trainer:
         terms["total"] = total
         return terms
 
-    # ------------------------------------------------------------------ validation, logging, saving
+    # ------------------------------------------------------------------ validation, EMA, saving
 
     def _held_back(self) -> list[int]:
         """Indices (in :func:`model.formats.find_stacks` order) of the folder stacks held back for validation."""
         if not hasattr(self, "_held_cache"):
-            from model.formats import find_stacks
-
-            folders = find_stacks(self.cfg.data_dir)  # type: ignore[arg-type]
-            self._held_cache = holdout_indices(len(folders), self.holdout_every)
-            self.holdout_stacks = [str(folders[i]) for i in self._held_cache]
-            self._n_stacks = len(folders)
+            self._held_cache, self.holdout_stacks, self.holdout_n_stacks = held_back_stacks(self.cfg.data_dir, self.holdout_every)  # type: ignore[arg-type]
         return self._held_cache
 
-    def _holdout_batches(self) -> list[dict[str, torch.Tensor]]:
-        """Fixed crops (no augmentation) of the held-back stacks, ``max(val_stacks, held)`` of them, one per batch."""
-        from model.data import FolderStacks, collate_stacks
-
-        cfg = self.cfg
-        held = self._held_back()
-        if not held:
-            return []
-        ds = FolderStacks(cfg.data_dir, self.lens, (cfg.crop, cfg.crop),  # type: ignore[arg-type]
-                          frames=list(self.focus_m) if cfg.focus_mode == "fixed" else "all", augment=False, seed=987654321)
-        out = []
-        for j in range(max(cfg.val_stacks, len(held))):
-            ds.set_epoch(j // len(held))  # another crop of each stack in each round
-            out.append(collate_stacks([ds[held[j % len(held)]]]))
-        return out
-
     def _val_set(self) -> list[dict[str, torch.Tensor]]:
+        """The fixed validation batches (made once): synthetic, or the held-back stacks when fine-tuning."""
         if not hasattr(self, "_val_cache"):
-            cfg = self.cfg
-            n_batches = max(1, math.ceil(cfg.val_stacks / cfg.batch_size))
-            if cfg.data == "synthetic":
-                ds = self._dataset(seed=987654321)
-                it = iter(ds)
-                self._val_cache = [next(it) for _ in range(n_batches)]
-            elif cfg.data == "gpu_synthetic":
-                gen = self._dataset(seed=987654321)
-                self._val_cache = [gen.make(i) for i in range(n_batches)]
+            if self.cfg.data in ("synthetic", "gpu_synthetic"):
+                self._val_cache = synthetic_val_batches(self.cfg, lambda seed: self._dataset(seed=seed))
             elif self.holdout_every:
-                self._val_cache = self._holdout_batches()
+                self._val_cache = holdout_batches(self.cfg, self.lens, self.focus_m, self._held_back())
             else:
                 self._val_cache = []
         return self._val_cache
@@ -424,82 +378,22 @@ class Trainer:
                 if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
                     m.eval()
 
-    def _suite_stacks(self) -> list[tuple[torch.Tensor, torch.Tensor, float, np.ndarray]]:
-        """The ``val_suite`` folder's stacks as ``(images (1,S,3,H,W), focus (1,S), K, depth (H,W))``, read once."""
-        if not hasattr(self, "_suite_cache"):
-            from model.formats import find_stacks, read_stack
-            from model.optics import blur_per_dioptre_px
-
-            cache = []
-            for folder in find_stacks(Path(self.cfg.val_suite)):  # type: ignore[arg-type]
-                st = read_stack(folder)
-                if st.depth is None:
-                    continue
-                images = torch.from_numpy(np.ascontiguousarray(st.images, np.float32)).permute(0, 3, 1, 2)[None]
-                focus = torch.from_numpy(np.asarray(st.focus_m, np.float32))[None]
-                cache.append((images, focus, float(blur_per_dioptre_px(st.lens)), np.asarray(st.depth)))
-            if not cache:
-                raise ValueError(f"val_suite {self.cfg.val_suite}: no focal stacks with depth found")
-            self._suite_cache = cache
-        return self._suite_cache
-
-    @torch.no_grad()
-    def _validate_suite(self) -> dict[str, float]:
-        net = self.eval_net
-        net.eval()
-        rows = []
-        for images, focus, k, depth in self._suite_stacks():
-            kk = torch.tensor([k], dtype=torch.float32, device=self.device) if net.lens_aware else None
-            out = net(images.to(self.device), focus.to(self.device), kk)
-            try:
-                rows.append(depth_metrics(out.depth_m[0, 0].float().cpu().numpy(), depth))
-            except ValueError:
-                pass
-        self._train_mode()
-        return aggregate(rows) if rows else {}
-
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
         """Depth metrics on a fixed validation set (diagnostic, or model selection with ``val_suite``; never
-        used as a training signal): the ``val_suite`` folder, else synthetic batches (with their re-rendering loss)."""
+        used as a training signal): the ``val_suite`` folder, else synthetic batches (with their re-rendering loss).
+        See :mod:`model.train_validation`."""
         if self.cfg.val_suite:
-            return self._validate_suite()
-        batches = self._val_set()
-        if not batches:
-            return {}
-        self.eval_net.eval()
-        rows, recon = [], []
-        for batch in batches:
-            outputs, losses = self.process_batch(batch, model=self.eval_net)
-            recon.append(losses["recon"].item())
-            if "depth" in batch:
-                gt = batch["depth"].cpu().numpy()
-                pred = outputs["depth_m"].cpu().numpy()
-                for i in range(pred.shape[0]):
-                    try:
-                        rows.append(depth_metrics(pred[i, 0], gt[i, 0]))
-                    except ValueError:
-                        pass
+            if not hasattr(self, "_suite_cache"):
+                self._suite_cache = suite_stacks(Path(self.cfg.val_suite))
+            res = suite_metrics(self.eval_net, self._suite_cache, self.device)
+        else:
+            batches = self._val_set()
+            if not batches:
+                return {}
+            res = batch_metrics(self.eval_net, batches, self.process_batch)
         self._train_mode()
-        res = aggregate(rows) if rows else {}
-        res["recon"] = float(np.mean(recon))
         return res
-
-    def _log_images(self, outputs: dict[str, torch.Tensor]) -> None:
-        if self.writer is None:
-            return
-        from model.visualize import colorize_depth
-
-        img = outputs["images"][0]
-        self.writer.add_images("input", img.clamp(0, 1), self.step)
-        self.writer.add_images("rendered", outputs["rendered"][0].detach().clamp(0, 1), self.step)
-        self.writer.add_image("aif", outputs["aif"][0].detach().clamp(0, 1), self.step)
-        depth = outputs["depth_m"][0, 0].detach().cpu().numpy()
-        near, far = self.net.working_range_m()
-        rgb = colorize_depth(depth, float(np.nanmin(depth)) if self.net.lens_aware else near, float(np.nanmax(depth)) if self.net.lens_aware else far)
-        self.writer.add_image("depth", rgb, self.step, dataformats="HWC")
-        resid = (outputs["rendered"][0] - img).abs().mean(dim=(0, 1), keepdim=True)[0].detach()
-        self.writer.add_image("residual", (resid * 10).clamp(0, 1), self.step)
 
     def save(self, name: str = "last.pt", slim: bool = False) -> Path:
         """Save a checkpoint in ``out_dir`` (atomic). ``slim`` (``best.pt``) leaves out the optimiser state and
@@ -543,57 +437,10 @@ class Trainer:
         except ValueError:  # not the main thread (tests)
             pass
 
-    # ------------------------------------------------------------------ held-back validation (fine-tuning)
-
-    def _holdout_begin(self) -> None:
-        """Validate the starting weights on the held-back stacks; they are ``best.pt`` until a step beats them."""
-        held = self._held_back()
-        if not held:
-            log.warning("%s holds fewer than two stacks: none is held back for validation, so nothing tells whether "
-                        "fine-tuning helps and best.pt is not written; record more stacks", self.cfg.data_dir)
-            self.holdout_every = 0
-            return
-        loss = self.validate()["recon"]
-        self.holdout_start = self.holdout_best = self.holdout_last = (self.step, loss)
-        what = "at the start" if self.step == 0 else f"at step {self.step} (resumed; the run's start was not measured)"
-        log.info("held back for validation: %d of %d stacks (%s); their re-rendering loss %s: %.5f",
-                 len(held), self._n_stacks, ", ".join(Path(h).name for h in self.holdout_stacks),
-                 what, loss)
-        self.save("best.pt", slim=True)
-
-    def _holdout_step(self, metrics: dict[str, float]) -> None:
-        """After a validation: keep ``best.pt`` by the held-back re-rendering loss and say where it stands."""
-        loss = metrics["recon"]
-        self.holdout_last = (self.step, loss)
-        if self.holdout_start is None or self.holdout_best is None:
-            return
-        if loss < self.holdout_best[1]:
-            self.holdout_best = (self.step, loss)
-            self.save("best.pt", slim=True)
-        log.info("step %d: held-back re-rendering loss %.5f (start %.5f; best %.5f at step %d)", self.step, loss,
-                 self.holdout_start[1], self.holdout_best[1], self.holdout_best[0])
-
     def holdout_report(self) -> list[str]:
         """What the held-back validation says about the run, one line each (empty without one): the start,
         best and latest re-rendering loss, and a ``warning:`` line when the result is worse than the start."""
-        if self.holdout_start is None or self.holdout_best is None:
-            return []
-        (s0, l0), (sb, lb) = self.holdout_start, self.holdout_best
-        sl, ll = self.holdout_last or self.holdout_best
-        n = len(self.holdout_stacks)
-        out = [f"held-back validation ({n} stack{'s' if n != 1 else ''}, re-rendering loss, lower is better): "
-               f"start {l0:.5f} (step {s0}), latest {ll:.5f} (step {sl}), best {lb:.5f} (step {sb})"]
-        best = self.out_dir / "best.pt"
-        if sb == s0:
-            if sl != s0:
-                out.append(f"warning: fine-tuning did not improve on where it started: the held-back re-rendering loss went "
-                           f"{l0:.5f} -> {ll:.5f} (step {sl}); {best} holds the start weights (step {s0}): use it, not last.pt")
-        elif ll > l0:
-            out.append(f"warning: the result is worse than where it started (held-back re-rendering loss {l0:.5f} -> {ll:.5f} "
-                       f"at step {sl}); {best} holds step {sb} ({lb:.5f}), better than the start: use it, not last.pt")
-        else:
-            out.append(f"{best}: step {sb}, held-back re-rendering loss {lb:.5f}, better than the start ({l0:.5f})")
-        return out
+        return holdout_summary(self.holdout_start, self.holdout_best, self.holdout_last, self.holdout_stacks, self.out_dir)
 
     # ------------------------------------------------------------------ loop
 
@@ -623,7 +470,7 @@ class Trainer:
                 self.best_abs_rel = start["abs_rel"]
                 self.save("best.pt", slim=True)
         if self.is_main and self.holdout_every and self.holdout_start is None:
-            self._holdout_begin()
+            validate_holdout_start(self)
         bar = tqdm(total=cfg.steps, initial=self.step, disable=not (self.progress and self.is_main), unit="step", dynamic_ncols=True)
         t0, n0 = time.time(), self.step
         t_eta: float | None = None
@@ -657,8 +504,8 @@ class Trainer:
                             self.writer.add_scalar(f"loss/{k}", v.item(), self.step)
                         self.writer.add_scalar("lr", self.scheduler.get_last_lr()[0], self.step)
                         self.writer.add_scalar("stacks_per_s", rate, self.step)
-                if self.is_main and self.step % cfg.image_every == 0:
-                    self._log_images(outputs)
+                if self.is_main and self.step % cfg.image_every == 0 and self.writer is not None:
+                    log_images(self.writer, outputs, self.step, self.net)
                 if self.is_main and (self.step % cfg.val_every == 0 or self.step == cfg.steps):
                     metrics = self.validate()
                     self.last_metrics = metrics
@@ -667,7 +514,7 @@ class Trainer:
                             self.writer.add_scalar(f"val/{k}", v, self.step)
                     log.info("step %d val %s", self.step, {k: round(v, 4) for k, v in metrics.items()})
                     if self.holdout_start is not None:
-                        self._holdout_step(metrics)
+                        update_holdout_best(self, metrics)
                     elif metrics.get("abs_rel", math.inf) < self.best_abs_rel:
                         self.best_abs_rel = metrics["abs_rel"]
                         self.save("best.pt", slim=True)
