@@ -120,8 +120,9 @@ class ExportModule(nn.Module):
         b, s, c, h, w = images.shape
         m = self.net.multiple
         # Padding computed in the graph (sizes are traced values): same reflect padding as DAIFNet.forward.
-        ph = (m - h % m) % m
-        pw = (m - w % m) % m
+        # round up by integer division, not h % m: ONNX Mod is not in TensorRT 8.5's (JetPack 5) operator set
+        ph = (h + m - 1) // m * m - h
+        pw = (w + m - 1) // m * m - w
         x = F.pad(images.reshape(b * s, c, h, w), (0, pw, 0, ph), mode="reflect")
         x = x.reshape(b, s, c, h + ph, w + pw)
         out = self.net(x, focus_m)

@@ -235,7 +235,7 @@ class DAIFNet(nn.Module):
         if focus_m.shape != (b, s):
             raise ValueError(f"focus_m must be (B, S) = ({b}, {s}), got {tuple(focus_m.shape)}")
         m = self.multiple
-        ph, pw = (-h) % m, (-w) % m
+        ph, pw = (h + m - 1) // m * m - h, (w + m - 1) // m * m - w  # no Mod in exported graphs (TensorRT 8.5)
         x = images.reshape(b * s, 3, h, w) * 2.0 - 1.0
         if ph or pw:
             mode = "reflect" if (ph < h and pw < w) else "replicate"
