@@ -104,7 +104,7 @@ def parse_args(argv: list[str] | None = None) -> CaptureConfig:
     p.add_argument("--no-confidence", action="store_true", help="skip the physics-check confidence (faster)")
     p.add_argument("--sweep", action="store_true",
                    help="sharpen each depth map with the relative-blur sweep around the network's depth (model.defocus_sweep; "
-                        "+~0.2 s per 320x240 stack on 2 CPU cores, runs on the CPU; more accurate, see README Results)")
+                        "+~0.25-0.3 s per 320x240 stack on 2 CPU cores, in PyTorch on the CPU; more accurate, see README Results)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     a = p.parse_args(argv)
     if a.count is not None and a.count < 1:

@@ -259,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--refine", action="store_true",
                    help="also score test-time refinement on each stack (model.refine; slow: ~40 s per 320x240 stack on CPU)")
     p.add_argument("--sweep", action="store_true",
-                   help="also score the network's depth after the relative-blur sweep (model.defocus_sweep; ~0.2 s per 320x240 stack)")
+                   help="also score the network's depth after the relative-blur sweep (model.defocus_sweep; ~0.25-0.3 s per 320x240 stack on 2 CPU cores)")
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
     p.add_argument("--device", default=None)
     args = p.parse_args(argv)

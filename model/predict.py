@@ -19,7 +19,7 @@ the input's size.
 examples:
   python -m model.predict --data recordings/ --out predictions/
   python -m model.predict --data stacks/ --out pred/ --runtime onnxruntime --model daifnet.onnx
-  python -m model.predict --data stacks/ --out pred/ --sweep     # +0.2 s/stack: physics sweep around the network's depth
+  python -m model.predict --data stacks/ --out pred/ --sweep     # +~0.3 s/stack: physics sweep around the network's depth
   python -m model.predict --data stacks/ --out pred/ --refine    # slower, more accurate (model.refine)
 """
 
@@ -125,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "regions from confident ones (model.refine; ~40 s per 320x240 stack on CPU)")
     p.add_argument("--sweep", action="store_true",
                    help="sharpen the network's depth with a relative-blur plane sweep on the stack itself, searched "
-                        "around the network's depth (model.defocus_sweep; about 0.2 s per 320x240 stack on 2 CPU cores; "
+                        "around the network's depth (model.defocus_sweep; about 0.25-0.3 s per 320x240 stack on 2 CPU cores; "
                         "on the evaluation suite's final test split delta1 0.51 -> 0.63, AbsRel 0.31 -> 0.23)")
     p.add_argument("--refine-blur-scale", type=float, default=1.08, metavar="K",
                    help="with --refine: the fit's Gaussian blur in units of the moment-matched c/(4p); 1.08 (default) "
