@@ -22,7 +22,6 @@ import math
 import os
 import signal
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -37,7 +36,7 @@ from model.errors import CheckpointError
 from model.lens import LensProfile
 from model.losses import edge_aware_smoothness, log_sharpness, recon_loss, relative_blur_loss, soft_coarse_aif
 from model.network import DAIFNet, NetConfig, lens_aware_config
-from model.optics import defocus_sigma_map, working_range_m
+from model.optics import working_range_m
 from model.train_config import TrainConfig
 from model.train_holdout import (StackSubset, held_back_stacks, holdout_batches, holdout_indices,
                                  holdout_summary, update_holdout_best, validate_holdout_start)

@@ -44,3 +44,16 @@ def test_shipped_configs_load_and_validate(name):
     cfg = load_config(TrainConfig, path)
     cfg.validate()
     assert cfg.focus_m == [1.0, 1.5, 2.5, 4.0, 6.0]
+
+
+@pytest.mark.parametrize("name, relblur", [("lens_aware.yaml", 0.0), ("relblur.yaml", 3000.0)])
+def test_lens_aware_configs_load_and_validate(name, relblur):
+    """The lens-aware recipes load, validate and carry their relative-blur weight (0 = term off)."""
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "model" / "configs" / name
+    cfg = load_config(TrainConfig, path)
+    cfg.validate()
+    assert cfg.lens_aware and cfg.freeze_bn
+    assert cfg.loss.relblur == relblur
+    assert cfg.init == "model/default/daifnet.pt"
