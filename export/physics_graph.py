@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from model.confidence import ConfidenceConfig, confidence_from_residual
 from model.defocus_sweep import SweepConfig, SweepLayer, lens_tensor
 from model.lens import LensProfile
-from model.network import DAIFNet
+from model.network import DAIFNet, pad_to_multiple
 from model.optics import max_sigma_px
 from model.render import DEFAULT_MAX_RADIUS_PX, MAX_RADIUS_PX, capped_window_radius, gauss_psf, rerender_stack
 
@@ -120,9 +120,7 @@ class ExportModule(nn.Module):
         b, s, c, h, w = images.shape
         m = self.net.multiple
         # Padding computed in the graph (sizes are traced values): same reflect padding as DAIFNet.forward.
-        # round up by integer division, not h % m: ONNX Mod is not in TensorRT 8.5's (JetPack 5) operator set
-        ph = (h + m - 1) // m * m - h
-        pw = (w + m - 1) // m * m - w
+        ph, pw = pad_to_multiple(h, m), pad_to_multiple(w, m)
         x = F.pad(images.reshape(b * s, c, h, w), (0, pw, 0, ph), mode="reflect")
         x = x.reshape(b, s, c, h + ph, w + pw)
         out = self.net(x, focus_m)

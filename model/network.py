@@ -120,6 +120,13 @@ def _broadcast(x: Tensor, s: int) -> Tensor:
     return x.unsqueeze(1).expand(b, s, *x.shape[1:]).reshape(b * s, *x.shape[1:])
 
 
+def pad_to_multiple(size: Any, multiple: int) -> Any:
+    """Pixels to add to ``size`` (an int, or a traced size in an ONNX export) to reach a multiple of
+    ``multiple``. Rounded up by integer division, not ``%``: ONNX Mod is not in TensorRT 8.5's (JetPack 5)
+    operator set, and exported graphs compute this from traced sizes."""
+    return (size + multiple - 1) // multiple * multiple - size
+
+
 class DAIFNet(nn.Module):
     """DAIF-Net. See the module docstring.
 
@@ -235,7 +242,7 @@ class DAIFNet(nn.Module):
         if focus_m.shape != (b, s):
             raise ValueError(f"focus_m must be (B, S) = ({b}, {s}), got {tuple(focus_m.shape)}")
         m = self.multiple
-        ph, pw = (h + m - 1) // m * m - h, (w + m - 1) // m * m - w  # no Mod in exported graphs (TensorRT 8.5)
+        ph, pw = pad_to_multiple(h, m), pad_to_multiple(w, m)
         x = images.reshape(b * s, 3, h, w) * 2.0 - 1.0
         if ph or pw:
             mode = "reflect" if (ph < h and pw < w) else "replicate"

@@ -45,3 +45,10 @@ def test_gradients_flow():
     out = net(torch.rand(2, 3, 3, 16, 16), torch.tensor([[1.0, 2.0, 4.0]] * 2))
     (out.depth_m.mean() + out.aif.mean()).backward()
     assert all(p.grad is not None for p in net.parameters())
+
+
+def test_pad_to_multiple_rounds_up_to_the_next_multiple() -> None:
+    from model.network import pad_to_multiple
+
+    assert [pad_to_multiple(n, 16) for n in (240, 241, 1, 16, 255)] == [0, 15, 15, 0, 1]
+    assert int(pad_to_multiple(torch.tensor(250), 8)) == 6  # traced sizes are tensors in an export
