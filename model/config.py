@@ -1,7 +1,8 @@
 """Typed configs from YAML files and ``key=value`` overrides (nested keys with dots: ``loss.recon=100``).
 
 Unknown keys are rejected with the list of known ones; values are parsed as YAML scalars and checked
-against the field's type.
+against the field's type. A YAML file may start from another with ``base: other.yaml`` (a path relative to
+the file's folder): the base's keys first, then the file's own on top (nested mappings merged key by key).
 """
 
 from __future__ import annotations
@@ -133,8 +134,40 @@ def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     return base
 
 
+def _read_yaml(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The mapping in the YAML file ``path``, merged on top of the file its ``base:`` key names (relative
+    to ``path``'s folder, followed recursively). :class:`FormatError` naming the file for an unreadable or
+    malformed file, a missing base or a cycle of bases."""
+    here = path.resolve()
+    if here in chain:
+        cycle = " -> ".join(str(c) for c in chain + (here,))
+        raise FormatError(path, "base", f"the bases form a cycle ({cycle}); remove one base: line")
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise FormatError(path, None, f"cannot read: {e.strerror or e}") from None
+    except yaml.YAMLError as e:
+        raise FormatError(path, None, f"not valid YAML: {e}") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, Mapping):
+        raise FormatError(path, None, "expected a mapping of config keys")
+    loaded = dict(loaded)
+    base = loaded.pop("base", None)
+    if base is None:
+        return loaded
+    if not isinstance(base, str) or not base.strip():
+        raise FormatError(path, "base", f"expected the path of another YAML config, got {base!r}")
+    base_path = Path(base) if Path(base).is_absolute() else path.parent / base
+    if not base_path.is_file():
+        raise FormatError(path, "base", f"{base} not found (looked for {base_path}); give a path relative "
+                          "to this file's folder")
+    return _merge(_read_yaml(base_path, chain + (here,)), loaded)
+
+
 def load_config(cls: type[C], path: str | os.PathLike[str] | None = None, overrides: Sequence[str] = ()) -> C:
-    """Defaults of ``cls``, updated by the YAML file at ``path`` and then by ``key=value`` overrides.
+    """Defaults of ``cls``, updated by the YAML file at ``path`` (and the files its ``base:`` keys name)
+    and then by ``key=value`` overrides.
 
     Raises :class:`FormatError` for an unreadable or malformed file, ``ValueError`` for unknown keys or
     values of the wrong type.
@@ -142,18 +175,11 @@ def load_config(cls: type[C], path: str | os.PathLike[str] | None = None, overri
     data: dict[str, Any] = config_to_dict(cls())
     if path is not None:
         p = Path(path)
+        loaded = _read_yaml(p)
         try:
-            loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
-        except OSError as e:
-            raise FormatError(p, None, f"cannot read: {e.strerror or e}") from None
-        except yaml.YAMLError as e:
-            raise FormatError(p, None, f"not valid YAML: {e}") from None
-        if loaded is not None and not isinstance(loaded, Mapping):
-            raise FormatError(p, None, "expected a mapping of config keys")
-        try:
-            config_from_dict(cls, _merge(config_to_dict(cls()), loaded or {}))
+            config_from_dict(cls, _merge(config_to_dict(cls()), loaded))
         except ValueError as e:
             raise FormatError(p, None, str(e)) from None
-        _merge(data, loaded or {})
+        _merge(data, loaded)
     _merge(data, parse_overrides(overrides))
     return config_from_dict(cls, data)

@@ -57,3 +57,41 @@ def test_lens_aware_configs_load_and_validate(name, relblur):
     assert cfg.lens_aware and cfg.freeze_bn
     assert cfg.loss.relblur == relblur
     assert cfg.init == "model/default/daifnet.pt"
+
+
+def test_base_include_merges_nested_keys(tmp_path):
+    """A config's base: file is read first (relative to the config's folder), its own keys on top."""
+    (tmp_path / "recipes").mkdir()
+    (tmp_path / "recipes" / "a.yaml").write_text("steps: 10\ncrop: 32\nloss:\n  recon: 100\n  smooth: 2\n")
+    (tmp_path / "recipes" / "b.yaml").write_text("base: a.yaml\ncrop: 48\nloss:\n  smooth: 5\n")
+    cfg = load_config(TrainConfig, tmp_path / "recipes" / "b.yaml", ["steps=7"])
+    assert (cfg.steps, cfg.crop) == (7, 48)
+    assert (cfg.loss.recon, cfg.loss.smooth) == (100, 5)
+
+
+def test_base_include_errors_name_the_file(tmp_path):
+    (tmp_path / "x.yaml").write_text("base: missing.yaml\n")
+    with pytest.raises(FormatError, match=r"x\.yaml: base: missing\.yaml not found"):
+        load_config(TrainConfig, tmp_path / "x.yaml")
+    (tmp_path / "p.yaml").write_text("base: q.yaml\n")
+    (tmp_path / "q.yaml").write_text("base: p.yaml\nsteps: 3\n")
+    with pytest.raises(FormatError, match="cycle"):
+        load_config(TrainConfig, tmp_path / "p.yaml")
+    (tmp_path / "n.yaml").write_text("base: [1, 2]\n")
+    with pytest.raises(FormatError, match="another YAML config"):
+        load_config(TrainConfig, tmp_path / "n.yaml")
+    (tmp_path / "u.yaml").write_text("base: x2.yaml\n")
+    (tmp_path / "x2.yaml").write_text("stpes: 3\n")
+    with pytest.raises(FormatError, match="unknown config key"):
+        load_config(TrainConfig, tmp_path / "u.yaml")
+
+
+def test_relblur_recipe_is_lens_aware_plus_the_relative_blur_term():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "model" / "configs"
+    a = config_to_dict(load_config(TrainConfig, root / "lens_aware.yaml"))
+    b = config_to_dict(load_config(TrainConfig, root / "relblur.yaml"))
+    changed = {k for k in a if a[k] != b[k]}
+    assert changed == {"out_dir", "loss"}
+    assert {k for k in a["loss"] if a["loss"][k] != b["loss"][k]} == {"relblur"}
