@@ -83,6 +83,11 @@ class TrainConfig:
     num_workers: int = 1
     seed: int = 0
     device: str | None = None
+    # CPU threads of the training process (torch.set_num_threads; data workers use one each); null = torch's
+    # default, one per core. On a 2-core machine that is shared (tests, a second run), 1 avoids OpenMP
+    # oversubscription: over 100 s there, one run at 2 threads made 152 steps of relblur.yaml, two runs at
+    # 1 thread side by side 106 + 101; a 2-thread run beside a pytest run slowed from ~0.6 to ~12 s/step
+    threads: int | None = None
 
     init: str | None = None  # start from this checkpoint's weights (fine-tuning)
     # keep batch-norm running statistics as loaded (fine-tuning on small crops: updating them from
@@ -119,6 +124,8 @@ class TrainConfig:
         for k in ("batch_size", "steps", "crop", "log_every", "ckpt_every", "val_every", "image_every", "max_psf_radius"):
             if getattr(self, k) < 1:
                 raise ValueError(f"{k} must be >= 1")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"threads must be >= 1 (or null for one per core), got {self.threads}")
         if self.max_psf_radius > 64:
             raise ValueError(f"max_psf_radius must be at most 64 (the renderer's largest window), got {self.max_psf_radius}")
         if self.crop % 16:

@@ -121,6 +121,8 @@ class Trainer:
         if self.device.type == "cuda" and self.world_size > 1:
             self.device = torch.device("cuda", self.local_rank)
             torch.cuda.set_device(self.device)
+        if cfg.threads is not None:
+            torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed + self.rank)
         np.random.seed(cfg.seed + self.rank)
 

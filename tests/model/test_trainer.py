@@ -145,3 +145,16 @@ def test_psf_mix_and_breathing_reach_the_training_data(tmp_path):
     assert sc.breathing == 0.2 and sc.psf_min_sigma_px == 0.29
     tr.train()
     assert tr.step == 1
+
+
+def test_threads_setting_reaches_torch(tmp_path):
+    """threads=N sets the training process's CPU threads; threads=0 is refused before any work."""
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        Trainer(_cfg(tmp_path, "steps=1", "threads=1"), progress=False)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(ValueError, match="threads must be >= 1"):
+        Trainer(_cfg(tmp_path, "threads=0"), progress=False)
