@@ -274,6 +274,21 @@ class SynthConfig:
             return float(self.disc_prob), 0.0
         return self.psf_mix[1], self.psf_mix[2]
 
+    def draw_psf(self, rng: np.random.Generator) -> float | None:
+        """One batch's PSF drawn from :attr:`psf_probs`: ``None`` for the Gaussian training renderer, else the
+        layered renderer's shape ``beta`` (``inf``: the uniform disc; log-uniform in ``psf_beta_range``
+        otherwise). Draws nothing from ``rng`` when every batch is Gaussian (today's default stream)."""
+        p_disc, p_gen = self.psf_probs
+        if p_disc + p_gen <= 0:
+            return None
+        u = rng.random()
+        if u < p_disc:
+            return math.inf
+        if u < p_disc + p_gen:
+            lo, hi = self.psf_beta_range
+            return float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+        return None
+
     @property
     def focus_span_m(self) -> tuple[float, float]:
         """``(min, max)`` focus distance in play, metres."""
@@ -489,7 +504,7 @@ class _RenderedStacks(IterableDataset):
         focus_arr = np.stack(focus)
         if cfg.vignetting > 0:
             aifs = [_vignette(rng, a, cfg.vignetting) for a in aifs]
-        beta = self._draw_psf(rng)
+        beta = self.config.draw_psf(rng)
         noise = NO_NOISE if cfg.breathing > 0 else cfg.noise  # with breathing: noise after the warp
         if beta is not None:
             images = render_batch_layered(np.stack(aifs), np.stack(renders), focus_arr, lens, noise, rng, beta, cfg.psf_min_sigma_px)
@@ -509,20 +524,6 @@ class _RenderedStacks(IterableDataset):
         if cfg.batch_size is None:
             out = {k: v[0] for k, v in out.items()}
         return out
-
-    def _draw_psf(self, rng: np.random.Generator) -> float | None:
-        """This batch's PSF: ``None`` for the Gaussian renderer, else the layered renderer's shape ``beta``
-        (``inf``: the uniform disc). Draws nothing when every batch is Gaussian (today's default stream)."""
-        p_disc, p_gen = self.config.psf_probs
-        if p_disc + p_gen <= 0:
-            return None
-        u = rng.random()
-        if u < p_disc:
-            return math.inf
-        if u < p_disc + p_gen:
-            lo, hi = self.config.psf_beta_range
-            return float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
-        return None
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         epoch = self.epoch

@@ -620,20 +620,6 @@ class DeviceBatches:
             maps.append(np.asarray(vignette(ones, v, centre=(cx, cy)), np.float32))
         return self._t(np.stack(maps)).unsqueeze(1)
 
-    def _draw_psf(self, rng: np.random.Generator) -> float | None:
-        """The batch's PSF as :class:`model.data.SyntheticStacks` draws it from ``config.psf_probs``: ``None`` for the
-        Gaussian training renderer, else the layered renderer's shape ``beta`` (``inf``: the uniform disc)."""
-        p_disc, p_gen = self.config.psf_probs
-        if p_disc + p_gen <= 0:
-            return None
-        u = rng.random()
-        if u < p_disc:
-            return math.inf
-        if u < p_disc + p_gen:
-            lo, hi = self.config.psf_beta_range
-            return float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
-        return None
-
     # ------------------------------------------------------------------ the batch
 
     @torch.no_grad()
@@ -665,7 +651,7 @@ class DeviceBatches:
             aif = aif * self._vignette(rng, b)
         render_depth = torch.nan_to_num(depth, nan=far).clamp(near, far)
         focus_t = self._t(focus)
-        beta = self._draw_psf(rng)
+        beta = self.config.draw_psf(rng)
         if beta is not None:
             from model.data import render_batch_layered
 
