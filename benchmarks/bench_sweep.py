@@ -1,7 +1,9 @@
 """Cost of the relative-blur sweep (model.defocus_sweep) against the network alone, one 5 x 240 x 320 stack.
 
 Both are timed alternately in the same run (the shipped model, CPU), medians over --repeats; the ratio
-(network + sweep) / network is what the option adds to each stack. With --onnx also the exported graphs in
+(network + sweep) / network is what the option adds to each stack. The sweep without its gate
+(``SweepConfig.min_gain=0``: the cheapest hypothesis everywhere) is timed in the same loop, to show what the
+gate costs. With --onnx also the exported graphs in
 onnxruntime: the network alone against the network with the sweep in the graph (`python -m export onnx
 --graph net [--sweep]`), alternately, and the largest depth difference between the in-graph and the PyTorch sweep.
 
@@ -29,7 +31,7 @@ def main() -> int:
     import numpy as np
     import torch
 
-    from model.defocus_sweep import sweep_depth
+    from model.defocus_sweep import SweepConfig, sweep_depth
     from model.runners import bind_lens, create_runner, working_range_of
     from model.synth.layered import render_stack_layered
     from model.synth.scenes import random_scene
@@ -41,7 +43,8 @@ def main() -> int:
     aif, depth = random_scene(np.random.default_rng(0), 240, 320, 0.8, 8.0, split="held_out")
     stack = render_stack_layered(aif, depth, focus, runner.lens)
     bind_lens(runner, runner.lens, focus, "benchmark")
-    times: dict[str, list[float]] = {"net": [], "sweep": []}
+    times: dict[str, list[float]] = {"net": [], "sweep": [], "ungated": []}
+    ungated = SweepConfig(min_gain=0.0)
     runner.predict(stack, focus)  # warm-up
     for _ in range(max(1, args.repeats)):
         t = time.perf_counter()
@@ -50,10 +53,15 @@ def main() -> int:
         t = time.perf_counter()
         sweep_depth(stack, focus, runner.lens, pred.depth_m, working_range_of(runner))
         times["sweep"].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        sweep_depth(stack, focus, runner.lens, pred.depth_m, working_range_of(runner), ungated)
+        times["ungated"].append(time.perf_counter() - t)
     net, sw = statistics.median(times["net"]), statistics.median(times["sweep"])
+    ug = statistics.median(times["ungated"])
     print(f"threads {torch.get_num_threads()}, one stack 5 x 240 x 320, median of {args.repeats}")
     print(f"  {'network alone (baseline)':<28}{net * 1e3:>10.0f} ms")
-    print(f"  {'sweep (added)':<28}{sw * 1e3:>10.0f} ms")
+    print(f"  {'sweep (added)':<28}{sw * 1e3:>10.0f} ms   ratio to the ungated sweep {sw / ug:.2f}x")
+    print(f"  {'sweep without its gate':<28}{ug * 1e3:>10.0f} ms")
     print(f"  {'network + sweep':<28}{(net + sw) * 1e3:>10.0f} ms   ratio to network alone {(net + sw) / net:.2f}x")
     if args.onnx:
         _bench_onnx(runner, stack, focus, sweep_depth(stack, focus, runner.lens, pred.depth_m, working_range_of(runner)),

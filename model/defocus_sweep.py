@@ -11,8 +11,13 @@ Alone the sweep is about as good as classical depth from focus (it fails where t
 texture, surfaces beyond the farthest focus). It is used *around the network's prediction*: each pixel
 takes the cheapest hypothesis whose blur code ``K/d`` lies within a factor ``band`` of the network's,
 so the network supplies context (which surface, roughly how far) and the physics the exact blur.
-Chosen on the evaluation suite's tuning split (``python -m model.eval_suite score --sweep``; README
-"Results"): window 15 px, band 1.35, 64 hypotheses.
+Where the cost is flat (weak texture, far surfaces) its minimum is noise, so a gate keeps the network's
+depth wherever the cheapest hypothesis is cheaper than the one at the network's depth by less than
+``min_gain`` (10 %) of that cost. Chosen on the evaluation suite's tuning split (``python -m model.eval_suite
+score --sweep``; README "Results"): window 15 px, band 1.35, 64 hypotheses; the gate (min_gain 0.1 of 0.02,
+0.05, 0.1, 0.2) raised the shipped model + sweep from 0.748 / 0.195 (delta1 / AbsRel) to 0.749 / 0.186 there,
+and on 54 tuning stacks never used for a choice (``--per-family 6``, the second half) from 0.706 / 0.284 to
+0.725 / 0.260 (network alone 0.687 / 0.285): weak texture, slanted planes and occlusion no longer lose.
 
 One implementation, :class:`SweepLayer` (PyTorch), serves every caller: the NumPy functions
 :func:`relative_blur_cost` and :func:`sweep_depth`, :class:`SweepingRunner` (``model.predict --sweep``,
@@ -82,6 +87,9 @@ class SweepConfig:
         pyramid_levels: Gaussian blur levels (0 and geometric 0.3 px to ``max_sigma_px``) the relative
             blurs are interpolated from.
         max_sigma_px: largest relative blur represented, pixels (larger is clamped).
+        min_gain: keep the prior's depth where the cheapest hypothesis in the band lowers the cost of the
+            hypothesis nearest the prior by less than this fraction (a flat cost: weak texture); 0 = always
+            take the cheapest.
     """
 
     window: int = 15
@@ -89,6 +97,7 @@ class SweepConfig:
     hypotheses: int = 64
     pyramid_levels: int = 40
     max_sigma_px: float = 14.0
+    min_gain: float = 0.1
 
     def __post_init__(self) -> None:
         if isinstance(self.window, bool) or not isinstance(self.window, int) or self.window < 1 or self.window % 2 == 0:
@@ -97,6 +106,8 @@ class SweepConfig:
             raise ValueError(f"band must be a factor > 1, got {self.band!r}")
         if int(self.hypotheses) < 3 or int(self.pyramid_levels) < 2:
             raise ValueError(f"need hypotheses >= 3 and pyramid_levels >= 2, got {self.hypotheses}, {self.pyramid_levels}")
+        if not 0.0 <= self.min_gain < 1.0:
+            raise ValueError(f"min_gain must be a fraction in [0, 1), got {self.min_gain!r}")
         if not self.max_sigma_px > 0.3:
             raise ValueError(f"max_sigma_px must exceed 0.3, got {self.max_sigma_px!r}")
 
@@ -310,7 +321,9 @@ class SweepLayer(nn.Module):
 
         Returns:
             ``(B, 1, H, W)`` metres, inside the working range: the cheapest of the hypotheses (even in log
-            inverse depth from ``far`` to ``near``) within the band, the one nearest the prior always included.
+            inverse depth from ``far`` to ``near``) within the band, the one nearest the prior always included;
+            with ``min_gain`` > 0, the prior itself (clamped to the range) where that hypothesis is cheaper
+            than the nearest one by less than ``min_gain`` of its cost.
         """
         flat, thin, focus = self._prepare(images, focus_m, lens)
         b, s, _, h, w = images.shape
@@ -335,11 +348,14 @@ class SweepLayer(nn.Module):
         nearest = torch.round(u)
         half = math.log(cfg.band) / step[..., None, None]  # band half-width in hypothesis steps
         chunk = self.chunk or n
-        best = best_idx = torch.zeros((), dtype=dt, device=images.device)
+        best = best_idx = prior_cost = torch.zeros((), dtype=dt, device=images.device)
         for h0 in range(0, n, chunk):
             hs = t[:, h0:h0 + chunk][..., None, None]  # (1, n, 1, 1)
             cost = self._cost_chunk(flat, sigma[:, h0:h0 + chunk], b, s, (h, w))
-            inside = ((hs - u).abs() <= half) | (hs == nearest)
+            at_prior = hs == nearest
+            inside = ((hs - u).abs() <= half) | at_prior
+            if cfg.min_gain > 0:
+                prior_cost = prior_cost + torch.where(at_prior, cost, 0.0).sum(dim=1, keepdim=True)
             m, i = torch.where(inside, cost, MASKED_COST).min(dim=1, keepdim=True)
             i = i.to(dt) + float(h0)
             if h0 == 0:
@@ -347,7 +363,11 @@ class SweepLayer(nn.Module):
             else:  # strictly better only: ties keep the earlier hypothesis, as one argmin over all would
                 better = m < best
                 best, best_idx = torch.where(better, m, best), torch.where(better, i, best_idx)
-        return torch.exp(-(lo[..., None, None] + best_idx * step[..., None, None]))
+        swept = torch.exp(-(lo[..., None, None] + best_idx * step[..., None, None]))
+        if cfg.min_gain <= 0:
+            return swept
+        keep = best > prior_cost * (1.0 - cfg.min_gain)  # the cheapest is not clearly cheaper than the prior's
+        return torch.where(keep, torch.exp(-log_inv), swept)
 
 
 @functools.lru_cache(maxsize=8)

@@ -6,6 +6,7 @@ onnxruntime; the runner wrapper recomputes the physics check; bad input is a cle
 import io
 import math
 import warnings
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -92,6 +93,8 @@ def test_bad_input_is_a_clear_error():
         SweepConfig(window=4)
     with pytest.raises(ValueError, match="band"):
         SweepConfig(band=1.0)
+    with pytest.raises(ValueError, match="min_gain"):
+        SweepConfig(min_gain=1.0)
     with pytest.raises(ValueError, match="focus distances"):
         relative_blur_cost(stack, FOCUS[:3], LENS, np.array([1.0, 2.0]))
     with pytest.raises(ValueError, match="prior_depth_m"):
@@ -149,7 +152,11 @@ def test_cost_volume_equals_a_plain_numpy_sweep():
     np.testing.assert_allclose(got, ref, rtol=2e-4, atol=2e-6)
 
 
-def test_swept_depth_equals_the_reference_banded_argmin():
+@pytest.mark.parametrize("min_gain", [0.0, 0.1])
+def test_swept_depth_equals_the_reference_banded_argmin(min_gain):
+    """The cheapest hypothesis in the band (the one nearest the prior included); with min_gain, the prior
+    itself where that is not cheaper than the nearest hypothesis by min_gain of its cost."""
+    cfg = replace(SMALL, min_gain=min_gain)
     stack, _, depth = _two_planes()
     near, far = 0.5, 12.0
     prior = (depth * np.where(np.arange(64) < 32, 1.2, 0.85)[None]).astype(np.float32)
@@ -158,13 +165,19 @@ def test_swept_depth_equals_the_reference_banded_argmin():
     dist = np.abs(np.log(inv)[:, None, None] - np.log(1 / prior)[None])
     inside = dist <= np.log(SMALL.band)
     yy, xx = np.indices(prior.shape)
-    inside[dist.argmin(0), yy, xx] = True
-    ref = (1 / inv)[np.where(inside, cost, np.inf).argmin(0)]
-    got = sweep_depth(stack, FOCUS, LENS, prior, (near, far), SMALL)
+    nearest = dist.argmin(0)
+    inside[nearest, yy, xx] = True
+    masked = np.where(inside, cost, np.inf)
+    ref = (1 / inv)[masked.argmin(0)]
+    if min_gain:
+        keep = masked.min(0) > cost[nearest, yy, xx] * (1 - min_gain)
+        assert 0.01 < keep.mean() < 0.99  # the gate keeps the prior at some pixels, not all
+        ref = np.where(keep, np.clip(prior, near, far), ref)
+    got = sweep_depth(stack, FOCUS, LENS, prior, (near, far), cfg)
     same = np.isclose(got, ref, rtol=1e-5)
-    assert same.mean() > 0.99  # the rest: near-ties between neighbouring hypotheses
+    assert same.mean() > 0.99  # the rest: near-ties between neighbouring hypotheses (or at the gate)
     step = np.log(far / near) / (SMALL.hypotheses - 1)
-    assert np.all(np.abs(np.log(got / ref)) <= step * 1.01)
+    assert np.mean(np.abs(np.log(got / ref)) <= step * 1.01) > 0.995
     # and it recovers the planes better than the prior it was given
     assert np.median(np.abs(np.log(got / depth))) < 0.5 * np.median(np.abs(np.log(prior / depth)))  # 24 hypotheses: coarse
 
