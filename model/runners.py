@@ -185,20 +185,23 @@ def bind_lens(runner: object, lens: LensProfile, focus_m: Sequence[float], sourc
     and physics check use it; a lens outside the model's blur range raises
     :class:`model.lens_range.LensOutOfRangeError` naming ``source``, the value and the fix. Any other
     runner (a lens-specific model, an exported model with its lens baked in) must match ``lens``
-    (:func:`model.checkpoint.check_lens_matches`), unless ``ignore_lens``.
+    (:func:`model.checkpoint.check_lens_matches`), unless ``ignore_lens``. Pass the outermost runner: a
+    wrapper (:class:`RunnerWrapper`) and every runner inside it are bound.
     """
-    inner = getattr(runner, "inner", runner)
-    net = getattr(getattr(inner, "model", None), "net", None)
+    chain = [runner]  # the runner, then each wrapper's inner runner (refine, sweep) down to the model's
+    while getattr(chain[-1], "inner", None) is not None and len(chain) < 16:
+        chain.append(chain[-1].inner)
+    base = chain[-1]
+    net = getattr(getattr(base, "model", None), "net", None)
     if net is not None and getattr(net, "lens_aware", False):
         from model.lens_range import check_lens_supported
 
         check_lens_supported(net.config, lens, focus_m, source)
         net.set_lens(lens)
-        inner.lens = lens  # type: ignore[attr-defined]
-        if runner is not inner:  # a wrapper (model.refine.RefiningRunner) keeps the lens and its depth range
-            runner.lens = lens  # type: ignore[attr-defined]
-            if hasattr(runner, "working_range_m"):
-                runner.working_range_m = net.working_range_m()  # type: ignore[attr-defined]
+        for r in chain:  # every wrapper (RunnerWrapper) keeps the lens and its depth range
+            r.lens = lens  # type: ignore[attr-defined]
+            if r is not base and hasattr(r, "working_range_m"):
+                r.working_range_m = net.working_range_m()  # type: ignore[attr-defined]
         return
     if not ignore_lens:
         from model.checkpoint import check_lens_matches

@@ -126,3 +126,26 @@ def test_evaluate_folder_reports_both_held_back_scores(tmp_path, tiny_lens_aware
     assert set(row["heldout"]) == set(row["heldout_classical"]) == {"psnr", "ssim", "l1"}
     table = format_table(res)
     assert "DAIF-Net" in table and "depth-from-focus + sharpest-pixel AIF" in table
+
+
+def test_evaluate_folder_refines_with_each_stack_s_lens(tmp_path, tiny_lens_aware, monkeypatch):
+    """--refine fits through the stack's lens and its depth range, not the model's stored lens (the refiner
+    wraps the runner and is bound with it: before, a C-mount stack was refined through the reference lens)."""
+    import model.refine as refine_mod
+
+    seen = []
+
+    def fake_fit(images, focus_m, lens, depth_m, aif, near_m, far_m, *a, **k):
+        seen.append((lens, near_m, far_m))
+        return depth_m, aif
+
+    monkeypatch.setattr(refine_mod, "refine_prediction", fake_fit)
+    st = _two_plane_stack(CMOUNT, [0.35, 0.5, 0.7, 1.0], near=0.45, far=0.9)
+    st = FocalStack(images=st.images, focus_m=st.focus_m, lens=st.lens,
+                    depth=np.where(np.arange(56) < 28, 0.45, 0.9)[None].repeat(48, 0).astype(np.float32))
+    write_stack(tmp_path / "data" / "a", st)
+    res = evaluate_folder(tmp_path / "data", tiny_lens_aware, runtime="torch", device="cpu", refine=True)
+    assert res["refined"]["stacks"] == 1
+    k = blur_per_dioptre_px(CMOUNT)
+    assert seen and all(blur_per_dioptre_px(lens) == pytest.approx(k, rel=1e-6) for lens, _, _ in seen)
+    assert seen[0][1:] == pytest.approx((k / 13.02, k / 0.5425), rel=1e-3)

@@ -271,3 +271,18 @@ def test_composite_aif_takes_each_pixel_from_the_frame_its_predicted_depth_makes
     assert not torch.allclose(head, out.aif, atol=1e-3)
     with pytest.raises(ValueError, match="composite"):
         NetConfig(aif="composite")  # needs the blur coding
+
+
+def test_bind_lens_reaches_every_level_of_nested_wrappers():
+    """predict --sweep --refine wraps twice (refine around sweep around the model): all levels take the lens."""
+    from model.runners import RunnerWrapper
+
+    base = _Runner(DAIFNet(NetConfig(width=4, depth=2, focus_code="blur")).set_lens(REF), REF)
+    base.name = "torch"
+    sweep = RunnerWrapper(base, "sweep")
+    refine = RunnerWrapper(sweep, "refine")
+    bind_lens(refine, CMOUNT, [0.35, 1.5], "s")
+    k = blur_per_dioptre_px(CMOUNT)
+    assert base.lens is CMOUNT and sweep.lens is CMOUNT and refine.lens is CMOUNT
+    for w in (sweep, refine):
+        assert w.working_range_m == pytest.approx((k / 13.02, k / 0.5425), rel=1e-4)
