@@ -63,8 +63,8 @@ from model.lens import LensProfile
 from model.optics import ThinLensLike, coc_sigma_px
 from model.runners import Runner, RunnerWrapper
 
-__all__ = ["SweepConfig", "SweepLayer", "lens_tensor", "relative_blur_cost", "sweep_depth", "graph_sweeps",
-           "SweepingRunner"]
+__all__ = ["SweepConfig", "SweepLayer", "lens_tensor", "relative_blur_cost", "relative_blur_cost_of", "sweep_depth",
+           "graph_sweeps", "SweepingRunner"]
 
 CASCADE_MIN_STEP_PX = 1.0
 """A pyramid level is blurred from the level below it (by ``sqrt(s_l^2 - s_{l-1}^2)``) when that step and the
@@ -410,6 +410,58 @@ def relative_blur_cost(
     d = torch.from_numpy(np.asarray(depths_m, np.float32).reshape(1, -1))
     with torch.inference_mode():
         return _layer(config).cost_volume(x, f, lens_tensor(lens), d)[0].numpy()
+
+
+def relative_blur_cost_of(
+    images: np.ndarray,
+    focus_m: Sequence[float] | np.ndarray,
+    lens: LensProfile,
+    depth_maps_m: np.ndarray,
+    working_range_m: tuple[float, float],
+    hypotheses: int = 96,
+    config: SweepConfig = SweepConfig(),
+) -> np.ndarray:
+    """The relative-blur cost of whole depth maps: each pixel's cost at its own depth in each map.
+
+    Evaluated on ``hypotheses`` depths log-spaced over ``working_range_m`` (:func:`relative_blur_cost`) and
+    interpolated linearly in log-depth at each pixel's depth (clamped to the range). Needs no all-in-focus
+    image, so it can arbitrate between depth maps whose AIFs differ (:mod:`model.refine`'s far start).
+
+    Args:
+        images, focus_m, lens: the stack (see :func:`relative_blur_cost`).
+        depth_maps_m: ``(K, H, W)`` metres.
+        working_range_m: ``(near, far)`` metres.
+        hypotheses: depths the cost is sampled at (>= 2).
+        config: window and blur pyramid.
+
+    Returns:
+        float32 ``(K, H, W)``; lower is better.
+
+    Raises:
+        ValueError: maps not ``(K, H, W)`` of the stack's size, a bad range or hypothesis count.
+    """
+    near, far = (float(v) for v in working_range_m)
+    if not 0 < near < far or not math.isfinite(far):
+        raise ValueError(f"working_range_m must be (near, far) with 0 < near < far, got {working_range_m}")
+    if int(hypotheses) < 2:
+        raise ValueError(f"hypotheses must be >= 2, got {hypotheses}")
+    maps = np.asarray(depth_maps_m, np.float32)
+    if maps.ndim != 3 or maps.shape[1:] != np.shape(images)[1:3]:
+        raise ValueError(f"depth_maps_m must be (K, H, W) with (H, W) = {np.shape(images)[1:3]}, got {maps.shape}")
+    if not (np.all(np.isfinite(maps)) and np.all(maps > 0)):
+        raise ValueError("depth_maps_m must be finite and positive")
+    n = int(hypotheses)
+    log_hyp = np.linspace(math.log(near), math.log(far), n)
+    cost = relative_blur_cost(images, focus_m, lens, np.exp(log_hyp).astype(np.float32), config)  # (N, H, W)
+    pos = (np.log(np.clip(maps, near, far)) - log_hyp[0]) / (log_hyp[1] - log_hyp[0])  # (K, H, W) in [0, N-1]
+    i0 = np.clip(np.floor(pos).astype(np.int64), 0, n - 2)
+    t = np.clip(pos - i0, 0.0, 1.0).astype(np.float32)
+    out = np.empty(maps.shape, np.float32)
+    for k in range(maps.shape[0]):
+        lo = np.take_along_axis(cost, i0[k][None], 0)[0]
+        hi = np.take_along_axis(cost, i0[k][None] + 1, 0)[0]
+        out[k] = lo + t[k] * (hi - lo)
+    return out
 
 
 def sweep_depth(

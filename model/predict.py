@@ -68,6 +68,7 @@ class PredictConfig:
     device: str | None = None
     refine: bool = False
     refine_blur_scale: float = 1.08  # model.refine.DISC_MATCHED_SIGMA_SCALE
+    refine_far_start: float | None = None  # None: model.refine.RefineConfig's default
     sweep: bool = False  # model.defocus_sweep around the network's depth (not with refine)
     max_size: int = DEFAULT_MAX_SIZE
 
@@ -122,7 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
                         f"with them (default {DEFAULT_MAX_SIZE}; 0: no limit, memory grows with the pixel count)")
     p.add_argument("--refine", action="store_true",
                    help="refine each prediction on its own stack through the lens model, then fill textureless "
-                        "regions from confident ones (model.refine; ~40 s per 320x240 stack on CPU)")
+                        "regions from confident ones (model.refine; ~40 s per 320x240 stack and start on CPU, two starts by "
+                        "default)")
     p.add_argument("--sweep", action="store_true",
                    help="sharpen the network's depth with a relative-blur plane sweep on the stack itself, searched "
                         "around the network's depth (model.defocus_sweep; about 0.25-0.3 s per 320x240 stack on 2 CPU cores; "
@@ -130,7 +132,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--refine-blur-scale", type=float, default=1.08, metavar="K",
                    help="with --refine: the fit's Gaussian blur in units of the moment-matched c/(4p); 1.08 (default) "
                         "matches a lens whose defocus blur is a uniform disc, 1.0 one whose blur is Gaussian-like")
+    p.add_argument("--refine-far-start", type=float, default=None, metavar="F",
+                   help="with --refine: also refine from a constant depth at F times the working range's far end and "
+                        "keep that result when the stack's relative blur prefers it (recovers scenes beyond the "
+                        "farthest focus; twice the cost); 0 turns it off (default: "
+                        f"{_default_far_start()})")
     return p
+
+
+def _default_far_start() -> float:
+    from model.refine import RefineConfig
+
+    return RefineConfig().far_start
 
 
 # ----------------------------------------------------------------------------- where outputs go
@@ -406,8 +419,10 @@ def _make_runner(cfg: PredictConfig):
     if cfg.refine:
         from model.refine import RefineConfig, RefiningRunner
 
-        runner = RefiningRunner(runner, RefineConfig(psf_sigma_scale=cfg.refine_blur_scale), device=cfg.device,
-                                progress=True)
+        refine_cfg = RefineConfig(psf_sigma_scale=cfg.refine_blur_scale)
+        if cfg.refine_far_start is not None:
+            refine_cfg = replace(refine_cfg, far_start=cfg.refine_far_start)
+        runner = RefiningRunner(runner, refine_cfg, device=cfg.device, progress=True)
     return runner
 
 
@@ -465,7 +480,8 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging()
     cfg = PredictConfig(data=args.data, out=args.out, model=args.model, runtime=args.runtime, figures=args.figures,
                         overwrite=args.overwrite, ignore_lens=args.ignore_lens, device=args.device, refine=args.refine,
-                        refine_blur_scale=args.refine_blur_scale, sweep=args.sweep, max_size=args.max_size)
+                        refine_blur_scale=args.refine_blur_scale, refine_far_start=args.refine_far_start,
+                        sweep=args.sweep, max_size=args.max_size)
     report = predict_folder(cfg)
     line = f"wrote {len(report.written)} prediction folder(s) under {cfg.out}"
     if report.skipped:

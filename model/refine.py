@@ -8,10 +8,12 @@ disc-matched Gaussian, :func:`disc_matched_sigma_scale`) times ``c / (4 p)``
 (:mod:`model.depth_propagation`) carries depth from the pixels the physics check trusts and whose own AIF
 neighbourhood has texture (:func:`aif_texture`) into textureless regions, and :func:`weighted_median_depth`
 (:mod:`model.depth_filters`) removes speckles and halos; a second, shorter fit starts from that result.
-:class:`RefiningRunner` wraps any runner with all of it.
+All of it runs once more from a far constant depth, and the result the stack's relative blur prefers is kept
+(:attr:`RefineConfig.far_start`). :class:`RefiningRunner` wraps any runner with all of it.
 
 Why each setting is what it is (the tuning log: measurements on the tuning sets, the blur model, costs)
-is in ``docs/refine.md``. About 40 s per 5 x 240 x 320 stack on two CPU threads: offline
+is in ``docs/refine.md``. About 40 s per 5 x 240 x 320 stack and start on two CPU threads (two starts by default,
+:attr:`RefineConfig.far_start`): offline
 (``model.predict --refine``, ``model.evaluate --refine``), not the live loop. It works after any runtime
 (PyTorch, onnxruntime, TensorRT): it needs only the stack, the prediction and PyTorch.
 """
@@ -72,6 +74,14 @@ class RefineConfig:
         second_scales, second_iterations: stages of a second fit, started from the propagated and
             filtered depth, followed by a second propagation and median (empty or all-zero iterations:
             one pass only).
+        far_start: when > 0, everything above runs a second time from a constant depth of ``far_start``
+            times the working range's far end, and the result of that run replaces the first one's when its
+            mean relative-blur cost over the image (:func:`model.defocus_sweep.relative_blur_cost_of`, which
+            needs no AIF) is lower by at least ``far_start_min_gain`` of the first's: from the network's guess
+            the fit cannot leave a wrong, nearer basin on surfaces beyond the farthest focus, where the
+            re-rendering loss barely tells the two apart (``docs/refine.md``, "Two starts"). 0: one start
+            (twice the cost otherwise).
+        far_start_min_gain: see ``far_start`` (a fraction in ``[0, 1)``).
     """
 
     scales: tuple[float, ...] = (0.25, 0.5, 1.0)
@@ -93,6 +103,8 @@ class RefineConfig:
     median_colour_sigma: float = 0.1
     second_scales: tuple[float, ...] = (0.5, 1.0)
     second_iterations: tuple[int, ...] = (30, 15)
+    far_start: float = 0.8
+    far_start_min_gain: float = 0.1
 
     def validate(self) -> None:
         """Raise ``ValueError`` for settings that cannot work."""
@@ -122,13 +134,17 @@ class RefineConfig:
         if any(not (0.0 < x <= 1.0) for x in self.second_scales) or any(int(n) < 0 for n in self.second_iterations):
             raise ValueError(f"refine: second_scales must be in (0, 1] and second_iterations >= 0, got "
                              f"{self.second_scales}, {self.second_iterations}")
+        if not (math.isfinite(self.far_start) and 0.0 <= self.far_start <= 1.0):
+            raise ValueError(f"refine: far_start must be in [0, 1] (0: off), got {self.far_start}")
+        if not (math.isfinite(self.far_start_min_gain) and 0.0 <= self.far_start_min_gain < 1.0):
+            raise ValueError(f"refine: far_start_min_gain must be in [0, 1), got {self.far_start_min_gain}")
         if not 1 <= self.max_radius_px <= 64:
             raise ValueError(f"refine: max_radius_px must be in [1, 64], got {self.max_radius_px}")
 
     @property
     def total_iterations(self) -> int:
-        """Gradient steps of both fits."""
-        return int(sum(self.iterations)) + int(sum(self.second_iterations))
+        """Gradient steps of both fits, from every start."""
+        return (int(sum(self.iterations)) + int(sum(self.second_iterations))) * (2 if self.far_start > 0 else 1)
 
     @property
     def has_second_pass(self) -> bool:
@@ -291,8 +307,10 @@ class RefiningRunner(RunnerWrapper):
 
     def refine(self, images: np.ndarray, focus_m: Sequence[float], pred: Prediction) -> Prediction:
         """Refine an existing prediction ``pred`` of the stack ``images`` (``(S, H, W, 3)``) on that stack:
-        fit, propagate, median; then (``config.second_iterations``) once more from that result."""
-        near_m, far_m = self.working_range_m
+        fit, propagate, median; then (``config.second_iterations``) once more from that result; with
+        ``config.far_start``, all of it once more from the far start, keeping the result the stack's relative blur
+        prefers."""
+        far_m = self.working_range_m[1]
         cfg = self.config
         bar = None
         if self.progress:
@@ -300,20 +318,43 @@ class RefiningRunner(RunnerWrapper):
 
             bar = tqdm(total=cfg.total_iterations, desc="refine", unit="it", leave=False)
         tick = (lambda i, loss: bar.update(1)) if bar is not None else None
-        passes = [cfg]
-        if cfg.has_second_pass:
-            passes.append(replace(cfg, scales=cfg.second_scales, iterations=cfg.second_iterations))
-        depth, aif = pred.depth_m, pred.aif
         try:
-            for stages in passes:
-                depth, aif = refine_prediction(images, focus_m, self.lens, depth, aif, near_m, far_m, stages,
-                                               device=self.device, on_iteration=tick)
-                depth = self._fill(images, focus_m, depth, aif)
+            depth, aif = self._refine_from(images, focus_m, pred.depth_m, pred.aif, tick)
+            if cfg.far_start > 0:
+                far_depth, far_aif = self._refine_from(
+                    images, focus_m, np.full_like(pred.depth_m, cfg.far_start * far_m), pred.aif, tick)
+                depth, aif = self._arbitrate(images, focus_m, (depth, aif), (far_depth, far_aif))
         finally:
             if bar is not None:
                 bar.close()
         chk = self._check(images, focus_m, depth, aif)  # of the final maps, once
         return replace(pred, depth_m=depth, aif=aif, confidence=chk.confidence, residual=chk.residual, rendered=chk.rendered)
+
+    def _refine_from(self, images: np.ndarray, focus_m: Sequence[float], depth: np.ndarray, aif: np.ndarray,
+                     tick: Callable[[int, float], None] | None) -> tuple[np.ndarray, np.ndarray]:
+        """Fit, propagate and filter from ``depth`` ``(H, W)`` metres and ``aif`` ``(H, W, 3)``, then (second
+        pass) once more from that result; returns the refined ``(depth, aif)``."""
+        near_m, far_m = self.working_range_m
+        cfg = self.config
+        passes = [cfg]
+        if cfg.has_second_pass:
+            passes.append(replace(cfg, scales=cfg.second_scales, iterations=cfg.second_iterations))
+        for stages in passes:
+            depth, aif = refine_prediction(images, focus_m, self.lens, depth, aif, near_m, far_m, stages,
+                                           device=self.device, on_iteration=tick)
+            depth = self._fill(images, focus_m, depth, aif)
+        return depth, aif
+
+    def _arbitrate(self, images: np.ndarray, focus_m: Sequence[float], first: tuple[np.ndarray, np.ndarray],
+                   far: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """The far start's ``(depth, aif)`` when its mean relative-blur cost is lower than the first start's by
+        at least ``far_start_min_gain`` of it, else the first start's (whole maps: chosen per pixel or per
+        61 x 61 region, the choice followed the cost's noise, ``docs/refine.md``)."""
+        from model.defocus_sweep import relative_blur_cost_of
+
+        cost = relative_blur_cost_of(images, focus_m, self.lens, np.stack([first[0], far[0]]), self.working_range_m)
+        mean_first, mean_far = float(cost[0].mean()), float(cost[1].mean())
+        return far if mean_far < (1.0 - self.config.far_start_min_gain) * mean_first else first
 
     def _fill(self, images: np.ndarray, focus_m: Sequence[float], depth: np.ndarray, aif: np.ndarray):
         """Propagate into untrusted pixels and filter, as configured; returns the ``(H, W)`` depth, metres."""

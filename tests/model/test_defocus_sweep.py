@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from model.defocus_sweep import (SweepConfig, SweepingRunner, SweepLayer, graph_sweeps, lens_tensor,
-                                 relative_blur_cost, sweep_depth)
+                                 relative_blur_cost, relative_blur_cost_of, sweep_depth)
 from model.lens import LensProfile
 from model.optics import coc_sigma_px
 from model.runners import Prediction
@@ -85,6 +85,35 @@ def test_sweeping_runner_wraps_any_runtime_and_rechecks():
     assert pred.depth_m.shape == depth.shape and pred.rendered.shape == stack.shape
     assert np.median(np.abs(np.log(pred.depth_m / depth))) < 0.5 * np.median(np.abs(np.log(2.0 / depth)))
     assert pred.confidence.shape == depth.shape and pred.confidence.max() > 0  # recomputed for the new depth
+
+
+def test_cost_of_depth_maps_interpolates_the_sampled_cost_and_prefers_the_true_map():
+    stack, _, depth = _two_planes()
+    cfg = SweepConfig(window=9)
+    wrong = np.where(np.arange(depth.shape[1]) < depth.shape[1] // 2, 3.2, 1.3)[None].repeat(depth.shape[0], 0)
+    maps = np.stack([depth, wrong.astype(np.float32), np.full_like(depth, 2.0)])
+    cost = relative_blur_cost_of(stack, FOCUS, LENS, maps, (0.5, 12.0), config=cfg)
+    assert cost.shape == (3,) + depth.shape and cost.dtype == np.float32
+    inner = np.zeros(depth.shape, bool)
+    inner[8:-8, 8:22] = inner[8:-8, 42:56] = True
+    assert np.mean(cost[0][inner] < cost[1][inner]) > 0.9  # the true map is cheaper than the swapped one
+    # a constant map on a hypothesis of the log grid gives exactly that hypothesis's cost
+    grid = np.exp(np.linspace(math.log(0.5), math.log(12.0), 96))
+    on_grid = np.full_like(depth, grid[40], dtype=np.float32)
+    direct = relative_blur_cost(stack, FOCUS, LENS, np.array([grid[40]], np.float32), cfg)[0]
+    assert np.allclose(relative_blur_cost_of(stack, FOCUS, LENS, on_grid[None], (0.5, 12.0), config=cfg)[0], direct,
+                       rtol=1e-4, atol=1e-7)
+    # between two grid depths: between their costs
+    mid = np.full_like(depth, math.sqrt(grid[40] * grid[41]), dtype=np.float32)
+    pair = relative_blur_cost(stack, FOCUS, LENS, np.array([grid[40], grid[41]], np.float32), cfg)
+    got = relative_blur_cost_of(stack, FOCUS, LENS, mid[None], (0.5, 12.0), config=cfg)[0]
+    assert np.all(got >= pair.min(0) - 1e-6) and np.all(got <= pair.max(0) + 1e-6)
+    with pytest.raises(ValueError, match="depth_maps_m must be"):
+        relative_blur_cost_of(stack, FOCUS, LENS, depth, (0.5, 12.0))
+    with pytest.raises(ValueError, match="finite and positive"):
+        relative_blur_cost_of(stack, FOCUS, LENS, -maps, (0.5, 12.0))
+    with pytest.raises(ValueError, match="working_range_m"):
+        relative_blur_cost_of(stack, FOCUS, LENS, maps, (2.0, 1.0))
 
 
 def test_bad_input_is_a_clear_error():

@@ -321,3 +321,16 @@ def test_a_run_killed_with_sigkill_is_finished_by_the_next_run(tmp_path, small_s
     assert r.returncode == 0, r.stderr
     assert all(is_prediction_folder(out / f"s{i}") for i in range(6))
     assert not [q for q in out.rglob(".*")]
+
+
+def test_refine_options_reach_the_refiner(tmp_path, tiny_checkpoint):
+    from model.predict import PredictConfig, _make_runner, build_parser
+    from model.refine import RefineConfig, RefiningRunner
+
+    base = dict(data=tmp_path, out=tmp_path / "out", model=tiny_checkpoint, runtime="torch", refine=True)
+    runner = _make_runner(PredictConfig(**base, refine_far_start=0.7, refine_blur_scale=1.0))
+    assert isinstance(runner, RefiningRunner)
+    assert runner.config.far_start == 0.7 and runner.config.psf_sigma_scale == 1.0
+    assert _make_runner(PredictConfig(**base)).config.far_start == RefineConfig().far_start  # no flag: the default
+    args = build_parser().parse_args(["--data", str(tmp_path), "--out", str(tmp_path / "o"), "--refine-far-start", "0"])
+    assert args.refine_far_start == 0.0

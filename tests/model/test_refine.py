@@ -231,17 +231,24 @@ def test_second_pass_starts_from_the_propagated_and_filtered_depth(lens, monkeyp
 
     monkeypatch.setattr(refine_mod, "refine_prediction", fake_fit)
     monkeypatch.setattr(refine_mod, "propagate_depth", fake_propagate)
-    cfg = RefineConfig(scales=(0.5, 1.0), iterations=(4, 2), second_scales=(1.0,), second_iterations=(3,), median_radius=0)
+    cfg = RefineConfig(scales=(0.5, 1.0), iterations=(4, 2), second_scales=(1.0,), second_iterations=(3,), median_radius=0,
+                       far_start=0.0)
     assert cfg.total_iterations == 9 and cfg.has_second_pass
     pred = RefiningRunner(_FakeRunner(lens), cfg, progress=True).refine(stack, FOCUS, Prediction(depth_m=depth, aif=aif))
     assert [c[1:] for c in calls] == [((0.5, 1.0), (4, 2)), ((1.0,), (3,))]
     np.testing.assert_allclose(calls[1][0], filled[0], rtol=1e-6)  # second fit starts from the first fill
     np.testing.assert_allclose(pred.depth_m, filled[1], rtol=1e-6)
-    one = RefineConfig(second_iterations=(0, 0))
+    one = RefineConfig(second_iterations=(0, 0), far_start=0.0)
     assert not one.has_second_pass and one.total_iterations == 175
     calls.clear()
     RefiningRunner(_FakeRunner(lens), replace(one, median_radius=0)).refine(stack, FOCUS, Prediction(depth_m=depth, aif=aif))
     assert len(calls) == 1
+    # the far start (the default) runs both passes once more, from a constant 0.8 x the range's far end (12 m)
+    calls.clear()
+    RefiningRunner(_FakeRunner(lens), replace(cfg, far_start=0.8)).refine(stack, FOCUS, Prediction(depth_m=depth, aif=aif))
+    assert [c[1:] for c in calls] == [((0.5, 1.0), (4, 2)), ((1.0,), (3,))] * 2
+    np.testing.assert_allclose(calls[2][0], np.full_like(depth, 0.8 * 12.0), rtol=1e-6)
+    assert RefineConfig().far_start == 0.8 and RefineConfig().far_start_min_gain == 0.1
     with pytest.raises(ValueError, match="second_scales and second_iterations"):
         RefineConfig(second_scales=(1.0,), second_iterations=(1, 2)).validate()
     with pytest.raises(ValueError, match="second_scales must be"):
@@ -310,3 +317,31 @@ def test_refining_runner_wraps_any_runtime(lens):
     pred = runner.predict(stack, FOCUS)
     assert pred.depth_m.shape == depth_true.shape and pred.confidence is not None and pred.rendered.shape == stack.shape
     assert np.median(np.abs(np.log(pred.depth_m / depth_true))) < 0.5 * np.median(np.abs(np.log(2.0 / depth_true)))
+
+
+@pytest.mark.parametrize("depth_m", [9.0, 1.2])
+def test_far_start_recovers_a_surface_beyond_the_farthest_focus_and_keeps_a_near_one(lens, depth_m):
+    # a textured plane rendered with the thin lens's disc (the evaluation renderer); the "network" says 2 m.
+    # Beyond the farthest focus (6 m) the fit from 2 m stalls far too near (measured: 5.7 m for 9 m); from
+    # the far start it reaches 8.9 m and the relative-blur cost picks it (by more than the default 10 % gain).
+    # At 1.2 m the far start's result is costlier and the first start's stays.
+    from model.synth.layered import render_stack_layered
+    from model.synth.textures import random_texture
+
+    aif = random_texture(np.random.default_rng(5), 64, 64, "train").astype(np.float32)
+    stack = render_stack_layered(aif, np.full((64, 64), depth_m, np.float32), FOCUS, lens).astype(np.float32)
+    cfg = RefineConfig(scales=(0.5, 1.0), iterations=(40, 10), second_scales=(1.0,), second_iterations=(10,),
+                       max_radius_px=12)
+    err = {}
+    for far_start in (0.0, 0.8):
+        pred = RefiningRunner(_FakeRunner(lens), replace(cfg, far_start=far_start)).predict(stack, FOCUS)
+        err[far_start] = float(np.median(np.abs(np.log(pred.depth_m / depth_m))))
+    if depth_m > FOCUS[-1]:
+        assert err[0.0] > 0.2 and err[0.8] < 0.05, err
+    else:
+        assert err[0.0] < 0.05 and err[0.8] == pytest.approx(err[0.0], abs=1e-3), err
+    assert replace(cfg, far_start=0.8).total_iterations == 2 * replace(cfg, far_start=0.0).total_iterations
+    with pytest.raises(ValueError, match="far_start must be"):
+        RefineConfig(far_start=1.5).validate()
+    with pytest.raises(ValueError, match="far_start_min_gain"):
+        RefineConfig(far_start_min_gain=1.0).validate()
