@@ -2,7 +2,8 @@
 
 One 5-frame stack (a procedural scene rendered for the shipped lens at --size), the shipped model:
 network + physics check (what ``model.predict`` does) against network + refinement + propagation
-(``model.predict --refine``). Prints medians over --repeats runs and the ratio.
+(``model.predict --refine``: two starts, the default) and the same from the network's depth alone
+(``--refine-far-start 0``). Prints medians over --repeats runs and the ratios.
 
 usage: python benchmarks/bench_refine.py [--size 320x240] [--repeats 3] [--threads 2] [--device cpu|cuda]
 """
@@ -32,7 +33,7 @@ def main() -> int:
     from model.checkpoint import default_checkpoint_path
     from model.lens import LensProfile
     from model.optics import working_range_m
-    from model.refine import RefiningRunner
+    from model.refine import RefineConfig, RefiningRunner
     from model.runners import TorchRunner
     from model.synth.layered import render_stack_layered
     from model.synth.scenes import default_scene_range_m, random_scene
@@ -50,6 +51,7 @@ def main() -> int:
 
     base = TorchRunner(device=a.device)
     refined = RefiningRunner(base, device=a.device)
+    single = RefiningRunner(base, RefineConfig(far_start=0.0), device=a.device)
 
     def timed(fn) -> float:
         fn()  # warm-up
@@ -61,10 +63,13 @@ def main() -> int:
         return statistics.median(times)
 
     t_net = timed(lambda: base.predict(stack, focus))
+    t_one = timed(lambda: single.predict(stack, focus))
     t_ref = timed(lambda: refined.predict(stack, focus))
     print(f"5x{h}x{w}, {a.device}, threads {torch.get_num_threads()}, median of {a.repeats}")
-    print(f"network + physics check           {t_net * 1e3:9.0f} ms")
-    print(f"network + refine + propagation    {t_ref * 1e3:9.0f} ms   ({t_ref / t_net:.1f}x the network)")
+    print(f"network + physics check                 {t_net * 1e3:9.0f} ms")
+    print(f"network + refine, one start             {t_one * 1e3:9.0f} ms   ({t_one / t_net:.1f}x the network)")
+    print(f"network + refine, two starts (default)  {t_ref * 1e3:9.0f} ms   ({t_ref / t_net:.1f}x the network, "
+          f"{t_ref / t_one:.2f}x one start)")
     return 0
 
 

@@ -173,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     s.add_argument("--data", type=Path, required=True)
     s.add_argument("--checkpoint", type=Path, default=None, help="model (default: the shipped one)")
     s.add_argument("--baseline", action="store_true", help="also classical depth from focus")
-    s.add_argument("--refine", action="store_true", help="also test-time refinement (slow: ~40 s per stack and start on 2 cores; two starts by default)")
+    s.add_argument("--refine", action="store_true", help="also test-time refinement (slow: ~80 s per stack on 2 cores with the default two starts)")
     s.add_argument("--sweep", action="store_true", help="also the network + relative-blur sweep (model.defocus_sweep; ~0.25-0.3 s per 320x240 stack on 2 CPU cores)")
     s.add_argument("--ignore-lens", action="store_true", help="run a lens-specific model on other lenses anyway")
     s.add_argument("--json", type=Path, default=None, help="also write the scores as JSON")

@@ -258,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--baseline", action="store_true", help="also score the classical depth-from-focus baseline")
     p.add_argument("--ignore-lens", action="store_true", help="evaluate even if a stack's lens differs from the model's")
     p.add_argument("--refine", action="store_true",
-                   help="also score test-time refinement on each stack (model.refine; slow: ~40 s per 320x240 stack and start on CPU, two starts by default)")
+                   help="also score test-time refinement on each stack (model.refine; slow: ~80 s per 320x240 stack on 2 CPU cores with the default two starts)")
     p.add_argument("--sweep", action="store_true",
                    help="also score the network's depth after the relative-blur sweep (model.defocus_sweep; ~0.25-0.3 s per 320x240 stack on 2 CPU cores)")
     p.add_argument("--json", action="store_true", help="print the full result as JSON")

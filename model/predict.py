@@ -123,8 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
                         f"with them (default {DEFAULT_MAX_SIZE}; 0: no limit, memory grows with the pixel count)")
     p.add_argument("--refine", action="store_true",
                    help="refine each prediction on its own stack through the lens model, then fill textureless "
-                        "regions from confident ones (model.refine; ~40 s per 320x240 stack and start on CPU, two starts by "
-                        "default)")
+                        "regions from confident ones (model.refine; ~80 s per 320x240 stack on 2 CPU cores with the default "
+                        "two starts, ~50 s with one)")
     p.add_argument("--sweep", action="store_true",
                    help="sharpen the network's depth with a relative-blur plane sweep on the stack itself, searched "
                         "around the network's depth (model.defocus_sweep; about 0.25-0.3 s per 320x240 stack on 2 CPU cores; "
