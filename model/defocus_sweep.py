@@ -412,6 +412,14 @@ def relative_blur_cost(
         return _layer(config).cost_volume(x, f, lens_tensor(lens), d)[0].numpy()
 
 
+def _check_working_range(working_range_m: tuple[float, float]) -> tuple[float, float]:
+    """``(near, far)`` metres as floats; ``ValueError`` unless ``0 < near < far`` and both finite."""
+    near, far = (float(v) for v in working_range_m)
+    if not 0 < near < far or not math.isfinite(far):
+        raise ValueError(f"working_range_m must be (near, far) with 0 < near < far, got {working_range_m}")
+    return near, far
+
+
 def relative_blur_cost_of(
     images: np.ndarray,
     focus_m: Sequence[float] | np.ndarray,
@@ -440,9 +448,7 @@ def relative_blur_cost_of(
     Raises:
         ValueError: maps not ``(K, H, W)`` of the stack's size, a bad range or hypothesis count.
     """
-    near, far = (float(v) for v in working_range_m)
-    if not 0 < near < far or not math.isfinite(far):
-        raise ValueError(f"working_range_m must be (near, far) with 0 < near < far, got {working_range_m}")
+    near, far = _check_working_range(working_range_m)
     if int(hypotheses) < 2:
         raise ValueError(f"hypotheses must be >= 2, got {hypotheses}")
     maps = np.asarray(depth_maps_m, np.float32)
@@ -456,12 +462,9 @@ def relative_blur_cost_of(
     pos = (np.log(np.clip(maps, near, far)) - log_hyp[0]) / (log_hyp[1] - log_hyp[0])  # (K, H, W) in [0, N-1]
     i0 = np.clip(np.floor(pos).astype(np.int64), 0, n - 2)
     t = np.clip(pos - i0, 0.0, 1.0).astype(np.float32)
-    out = np.empty(maps.shape, np.float32)
-    for k in range(maps.shape[0]):
-        lo = np.take_along_axis(cost, i0[k][None], 0)[0]
-        hi = np.take_along_axis(cost, i0[k][None] + 1, 0)[0]
-        out[k] = lo + t[k] * (hi - lo)
-    return out
+    lo = np.take_along_axis(cost, i0, 0)  # (K, H, W): each map's pixel at the hypothesis below its depth
+    hi = np.take_along_axis(cost, i0 + 1, 0)
+    return (lo + t * (hi - lo)).astype(np.float32)
 
 
 def sweep_depth(
@@ -487,9 +490,7 @@ def sweep_depth(
     Returns:
         float32 ``(H, W)`` metres, inside ``working_range_m``.
     """
-    near, far = (float(v) for v in working_range_m)
-    if not 0 < near < far or not math.isfinite(far):
-        raise ValueError(f"working_range_m must be (near, far) with 0 < near < far, got {working_range_m}")
+    near, far = _check_working_range(working_range_m)
     prior = np.asarray(prior_depth_m, np.float32)
     if prior.shape != np.shape(images)[1:3]:
         raise ValueError(f"prior_depth_m must be (H, W) = {np.shape(images)[1:3]}, got {prior.shape}")

@@ -135,15 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--refine-far-start", type=float, default=None, metavar="F",
                    help="with --refine: also refine from a constant depth at F times the working range's far end and "
                         "keep that result when the stack's relative blur prefers it (recovers scenes beyond the "
-                        "farthest focus; twice the cost); 0 turns it off (default: "
-                        f"{_default_far_start()})")
+                        "farthest focus; 1.55x the cost); 0 turns it off (default 0.8, model.refine.RefineConfig)")
     return p
-
-
-def _default_far_start() -> float:
-    from model.refine import RefineConfig
-
-    return RefineConfig().far_start
 
 
 # ----------------------------------------------------------------------------- where outputs go
