@@ -15,7 +15,6 @@ layout; see ``calibration/README.md``.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass, replace
@@ -26,6 +25,7 @@ import numpy as np
 
 from model.atomic import atomic_write_bytes, atomic_write_json
 from model.errors import FormatError
+from model.jsonfile import read_json_object
 
 __all__ = [
     "CHART_FORMAT",
@@ -288,13 +288,7 @@ def default_chart(paper: str = "A4") -> ChartSpec:
 def load_chart(path: str | os.PathLike[str]) -> ChartSpec:
     """Read ``chart.json``; raises :class:`FormatError` naming the file and key."""
     path = Path(path)
-    try:
-        d = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise FormatError(path, None, f"cannot read: {e.strerror or e}") from None
-    except json.JSONDecodeError as e:
-        raise FormatError(path, None, f"not valid JSON ({e.msg} at line {e.lineno})") from None
-    return ChartSpec.from_dict(d, source=path)
+    return ChartSpec.from_dict(read_json_object(path), source=path)
 
 
 # ----------------------------------------------------------------------------- rasterisation

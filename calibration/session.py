@@ -16,7 +16,6 @@ measurements (:func:`measure_session`).
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -32,6 +31,7 @@ from calibration.measure import FrameMeasurement, MeasureConfig, measure_frame
 from model.atomic import atomic_write_json
 from model.errors import FormatError
 from model.formats import FocalStack, find_stacks, read_stack, write_stack
+from model.jsonfile import read_json_object
 from model.lens import LensProfile
 
 __all__ = [
@@ -70,12 +70,7 @@ def read_session_info(session_dir: str | os.PathLike[str]) -> dict[str, Any]:
     p = Path(session_dir) / "session.json"
     if not p.is_file():
         return {}
-    try:
-        d = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
-        raise FormatError(p, None, f"unreadable: {e}") from None
-    if not isinstance(d, dict):
-        raise FormatError(p, None, "expected a JSON object")
+    d = read_json_object(p)
     if d.get("format", SESSION_FORMAT) != SESSION_FORMAT:
         raise FormatError(p, "format", f"expected {SESSION_FORMAT!r}, got {d.get('format')!r}")
     return d

@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from model.errors import FormatError
+from model.jsonfile import read_json_object
 from model.lens import LensProfile
 
 __all__ = [
@@ -140,13 +141,7 @@ def read_sidecar(path: str | os.PathLike[str]) -> dict[str, Any] | None:
     side = sidecar_path(path)
     if not side.is_file():
         return None
-    try:
-        obj = json.loads(side.read_text())
-    except (OSError, ValueError) as e:
-        raise MetadataError(side, None, f"not readable JSON ({e})") from None
-    if not isinstance(obj, dict):
-        raise MetadataError(side, None, "expected a JSON object")
-    return obj
+    return read_json_object(side, MetadataError)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from typing import Any, Mapping, Sequence, TypeVar
 import yaml
 
 from model.errors import FormatError
+from model.jsonfile import read_text_file
 
 __all__ = ["config_from_dict", "config_to_dict", "load_config", "parse_overrides"]
 
@@ -142,10 +143,9 @@ def _read_yaml(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
     if here in chain:
         cycle = " -> ".join(str(c) for c in chain + (here,))
         raise FormatError(path, "base", f"the bases form a cycle ({cycle}); remove one base: line")
+    text = read_text_file(path)
     try:
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise FormatError(path, None, f"cannot read: {e.strerror or e}") from None
+        loaded = yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise FormatError(path, None, f"not valid YAML: {e}") from None
     if loaded is None:

@@ -18,6 +18,7 @@ import numpy as np
 
 from model.atomic import atomic_dir, atomic_save_npy, atomic_write_bytes
 from model.errors import FormatError
+from model.jsonfile import read_json_object
 from model.lens import LensProfile, positive_number
 
 __all__ = [
@@ -192,14 +193,7 @@ def read_stack(folder: str | os.PathLike[str], require_focus: bool = True, load_
     sj = folder / "stack.json"
     if not sj.is_file():
         raise FormatError(sj, None, "missing (not a focal-stack/1 folder)")
-    try:
-        meta = json.loads(sj.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise FormatError(sj, None, f"not valid JSON ({e.msg} at line {e.lineno})") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise FormatError(sj, None, f"cannot read: {e}") from None
-    if not isinstance(meta, Mapping):
-        raise FormatError(sj, None, "expected a JSON object")
+    meta = read_json_object(sj)
     if meta.get("format") != STACK_FORMAT:
         raise FormatError(sj, "format", f"expected {STACK_FORMAT!r}, got {meta.get('format')!r}")
     if "lens" not in meta:

@@ -6,7 +6,6 @@ See ``shared/FORMATS.md``. ``pixel_pitch_m`` is the pitch of a pixel of the imag
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass, field, replace
@@ -15,6 +14,7 @@ from typing import Any, Mapping
 
 from model.atomic import atomic_write_json
 from model.errors import FormatError
+from model.jsonfile import read_json_object
 
 __all__ = ["FocusControl", "LensProfile", "LENS_FORMAT", "positive_number"]
 
@@ -223,15 +223,7 @@ class LensProfile:
     def load(cls, path: str | os.PathLike[str]) -> "LensProfile":
         """Read a ``lens/1`` file; raises :class:`FormatError` naming the file and key."""
         path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as e:
-            raise FormatError(path, None, f"cannot read: {e.strerror or e}") from None
-        try:
-            d = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise FormatError(path, None, f"not valid JSON ({e.msg} at line {e.lineno})") from None
-        return cls.from_dict(d, source=path)
+        return cls.from_dict(read_json_object(path), source=path)
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write this profile as ``lens/1`` JSON, atomically."""
