@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-FOCUS = [1.0, 1.5, 2.5, 4.0, 6.0]
+from sim_helpers import FOCUS
 
 
 @pytest.fixture(scope="session")
@@ -31,19 +31,6 @@ def tiny_runner(tiny_checkpoint):
     from model.runners import TorchRunner
 
     return TorchRunner(tiny_checkpoint, device="cpu", with_confidence=True, max_psf_radius=8)
-
-
-def sim_factory(size=(40, 30), **kw):
-    """A factory opening fast (virtual-clock, small) simulated cameras."""
-    from device.cameras import open_camera
-
-    kw.setdefault("realtime", False)
-    kw.setdefault("size", size)
-
-    def make():
-        return open_camera("sim", **kw)
-
-    return make
 
 
 @pytest.fixture

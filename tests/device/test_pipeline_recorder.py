@@ -8,7 +8,7 @@ import threading
 import numpy as np
 import pytest
 
-from conftest import FOCUS, sim_factory
+from sim_helpers import FOCUS, sim_factory
 from device.cameras import CameraError
 from device.pipeline import Pipeline, PipelineConfig, PipelineStats
 from device.recorder import PredictionWriter, StackRecorder, next_stack_number

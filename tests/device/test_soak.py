@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from conftest import sim_factory
+from sim_helpers import sim_factory
 from device.pipeline import Pipeline, PipelineConfig
 from device.recorder import PredictionWriter, StackRecorder
 from device.sweep import SweepConfig

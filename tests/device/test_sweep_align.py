@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from conftest import FOCUS, sim_factory
+from sim_helpers import FOCUS, sim_factory
 from device.align import align_frame, align_stack, breathing_ratio, image_distance_m
 from device.sweep import SweepConfig, SweepScheduler, check_focus_reachable, ping_pong_order
 
