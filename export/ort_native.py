@@ -25,7 +25,6 @@ The library also exports a C ABI for tests and benchmarks: :func:`cpu_gauss_psf`
 from __future__ import annotations
 
 import ctypes
-import fcntl
 import hashlib
 import json
 import logging
@@ -40,6 +39,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from export.native_lib import check_status, file_lock, load_typed_library
 
 __all__ = [
     "ORT_LIBRARY",
@@ -203,34 +204,29 @@ def build_ort_library(cache_dir: str | os.PathLike[str] | None = None, *, native
         lib = folder / ORT_LIBRARY
         if lib.is_file():
             return lib
-        folder.mkdir(parents=True, exist_ok=True)
-        with open(folder / ".lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with file_lock(folder / ".lock"):
+            if lib.is_file():  # built by another process while this one waited
+                return lib
+            log.info("building %s with %s (onnxruntime headers %s)", ORT_LIBRARY, cxx.name, include_dir)
+            fd, tmp_name = tempfile.mkstemp(prefix=f".{ORT_LIBRARY}.", suffix=".tmp", dir=folder)
+            os.close(fd)
+            tmp = Path(tmp_name)
             try:
-                if lib.is_file():  # built by another process while this one waited
-                    return lib
-                log.info("building %s with %s (onnxruntime headers %s)", ORT_LIBRARY, cxx.name, include_dir)
-                fd, tmp_name = tempfile.mkstemp(prefix=f".{ORT_LIBRARY}.", suffix=".tmp", dir=folder)
-                os.close(fd)
-                tmp = Path(tmp_name)
-                try:
-                    ok, message = _compile(cxx, include_dir, flags, tmp, timeout_s)
-                    if ok:
-                        os.chmod(tmp, 0o755)
-                        os.replace(tmp, lib)
-                        from model.atomic import atomic_write_json
+                ok, message = _compile(cxx, include_dir, flags, tmp, timeout_s)
+                if ok:
+                    os.chmod(tmp, 0o755)
+                    os.replace(tmp, lib)
+                    from model.atomic import atomic_write_json
 
-                        atomic_write_json(folder / "build.json", {
-                            "library": ORT_LIBRARY, "compiler": str(cxx), "compiler_id": _compiler_id(cxx),
-                            "flags": list(flags), "onnxruntime_include": str(include_dir),
-                            "header_api_version": ort_header_api_version(include_dir),
-                            "machine": platform.machine(), "sources": list(SOURCES)})
-                        return lib
-                    errors.append(message)
-                finally:
-                    tmp.unlink(missing_ok=True)
+                    atomic_write_json(folder / "build.json", {
+                        "library": ORT_LIBRARY, "compiler": str(cxx), "compiler_id": _compiler_id(cxx),
+                        "flags": list(flags), "onnxruntime_include": str(include_dir),
+                        "header_api_version": ort_header_api_version(include_dir),
+                        "machine": platform.machine(), "sources": list(SOURCES)})
+                    return lib
+                errors.append(message)
             finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+                tmp.unlink(missing_ok=True)
     raise NativeOpUnavailable("building the native GaussPSF op failed: " + "\n".join(errors))
 
 
@@ -294,29 +290,16 @@ _cpu_cache: dict[Path, ctypes.CDLL] = {}
 
 def load_cpu_library(path: str | os.PathLike[str] | None = None) -> ctypes.CDLL:
     """The op library's C ABI through ctypes (``path`` default: :func:`native_library`)."""
-    lib_path = Path(path) if path is not None else native_library()
-    lib_path = lib_path.resolve()
-    if lib_path in _cpu_cache:
-        return _cpu_cache[lib_path]
-    try:
-        lib = ctypes.CDLL(str(lib_path))
-    except OSError as e:
-        raise NativeOpUnavailable(f"cannot load {lib_path}: {e}") from None
     f32 = ctypes.POINTER(ctypes.c_float)
     i32, i64 = ctypes.c_int32, ctypes.c_int64
-    lib.gpsf_cpu_abi_version.restype = i32
-    lib.gpsf_cpu_abi_version.argtypes = []
-    lib.gpsf_cpu_last_error.restype = ctypes.c_char_p
-    lib.gpsf_cpu_last_error.argtypes = []
-    lib.gpsf_cpu_forward_f32.restype = i32
-    lib.gpsf_cpu_forward_f32.argtypes = [f32, f32, f32, i64, i32, i32, i32, i32, i32]
-    lib.gpsf_cpu_reference_f32.restype = i32
-    lib.gpsf_cpu_reference_f32.argtypes = [f32, f32, f32, i64, i32, i32, i32, i32]
-    if lib.gpsf_cpu_abi_version() != CPU_ABI_VERSION:
-        raise NativeOpUnavailable(f"{lib_path} has C ABI {lib.gpsf_cpu_abi_version()}, expected {CPU_ABI_VERSION}; "
-                                  "delete it to rebuild")
-    _cpu_cache[lib_path] = lib
-    return lib
+    prototypes = {
+        "gpsf_cpu_abi_version": (i32, []),
+        "gpsf_cpu_last_error": (ctypes.c_char_p, []),
+        "gpsf_cpu_forward_f32": (i32, [f32, f32, f32, i64, i32, i32, i32, i32, i32]),
+        "gpsf_cpu_reference_f32": (i32, [f32, f32, f32, i64, i32, i32, i32, i32]),
+    }
+    return load_typed_library(Path(path) if path is not None else native_library(), prototypes,
+                              "gpsf_cpu_abi_version", CPU_ABI_VERSION, NativeOpUnavailable, _cpu_cache)
 
 
 def _prepare(image: np.ndarray, sigma: np.ndarray, radius: int) -> tuple[np.ndarray, np.ndarray, int]:
@@ -330,9 +313,7 @@ def _prepare(image: np.ndarray, sigma: np.ndarray, radius: int) -> tuple[np.ndar
 
 
 def _call(lib: ctypes.CDLL, fn: Any, *args: Any) -> None:
-    rc = fn(*args)
-    if rc != 0:
-        raise ValueError(lib.gpsf_cpu_last_error().decode(errors="replace"))
+    check_status(fn(*args), lib, "gpsf_cpu_last_error")
 
 
 def cpu_gauss_psf(image: np.ndarray, sigma: np.ndarray, radius: int, threads: int = 1,

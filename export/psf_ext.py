@@ -19,7 +19,6 @@ something changed; concurrent builds of the same key wait on a file lock.
 from __future__ import annotations
 
 import ctypes
-import fcntl
 import hashlib
 import importlib.util
 import json
@@ -28,14 +27,14 @@ import os
 import shutil
 import subprocess
 import sys
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 # the renderer's window constants and radius rule, from their torch-free home (this module must load without torch)
+from export.native_lib import check_status, file_lock, load_typed_library
 from model.psf_window import MAX_RADIUS_PX as MAX_RADIUS
 from model.psf_window import MIN_SIGMA_PX, psf_window_radius
 
@@ -236,17 +235,6 @@ def _build_key(config: BuildConfig, tools: dict[str, str]) -> str:
     return digest.hexdigest()[:16]
 
 
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def _products(config: BuildConfig) -> list[str]:
     names = []
     if config.plugin:
@@ -296,7 +284,7 @@ def build(config: BuildConfig = BuildConfig()) -> Path:
     key = _build_key(config, tools)
     build_dir = Path(config.build_dir) if config.build_dir is not None else cache_root() / key
     stamp = build_dir / _STAMP
-    with _locked(build_dir.parent / f".{build_dir.name}.lock"):
+    with file_lock(build_dir.parent / f".{build_dir.name}.lock"):
         if stamp.is_file() and all((build_dir / name).is_file() for name in _products(config)):
             try:
                 if json.loads(stamp.read_text()).get("key") == key:
@@ -370,33 +358,19 @@ def load_host_library(path: str | os.PathLike[str] | None = None) -> ctypes.CDLL
     The handle exposes ``gpsf_host_forward_f32``, ``gpsf_host_forward_f16``, ``gpsf_host_backward_f32``,
     ``gpsf_host_last_error``, ``gpsf_host_max_radius`` and ``gpsf_host_abi_version`` (see gaussPsfHost.h).
     """
-    lib_path = Path(path) if path is not None else build_host_library()
-    lib_path = lib_path.resolve()
-    if lib_path in _host_cache:
-        return _host_cache[lib_path]
-    try:
-        lib = ctypes.CDLL(str(lib_path))
-    except OSError as exc:
-        raise PluginBuildError(f"cannot load {lib_path}: {exc}") from exc
     f32 = ctypes.POINTER(ctypes.c_float)
     u16 = ctypes.POINTER(ctypes.c_uint16)
     i32 = ctypes.c_int32
-    lib.gpsf_host_abi_version.restype = i32
-    lib.gpsf_host_abi_version.argtypes = []
-    lib.gpsf_host_max_radius.restype = i32
-    lib.gpsf_host_max_radius.argtypes = []
-    lib.gpsf_host_last_error.restype = ctypes.c_char_p
-    lib.gpsf_host_last_error.argtypes = []
-    lib.gpsf_host_forward_f32.restype = i32
-    lib.gpsf_host_forward_f32.argtypes = [f32, f32, f32, i32, i32, i32, i32, i32]
-    lib.gpsf_host_forward_f16.restype = i32
-    lib.gpsf_host_forward_f16.argtypes = [u16, u16, u16, i32, i32, i32, i32, i32]
-    lib.gpsf_host_backward_f32.restype = i32
-    lib.gpsf_host_backward_f32.argtypes = [f32, f32, f32, f32, f32, i32, i32, i32, i32, i32]
-    if lib.gpsf_host_abi_version() != HOST_ABI_VERSION:
-        raise PluginBuildError(f"{lib_path} has ABI {lib.gpsf_host_abi_version()}, expected {HOST_ABI_VERSION}")
-    _host_cache[lib_path] = lib
-    return lib
+    prototypes = {
+        "gpsf_host_abi_version": (i32, []),
+        "gpsf_host_max_radius": (i32, []),
+        "gpsf_host_last_error": (ctypes.c_char_p, []),
+        "gpsf_host_forward_f32": (i32, [f32, f32, f32, i32, i32, i32, i32, i32]),
+        "gpsf_host_forward_f16": (i32, [u16, u16, u16, i32, i32, i32, i32, i32]),
+        "gpsf_host_backward_f32": (i32, [f32, f32, f32, f32, f32, i32, i32, i32, i32, i32]),
+    }
+    return load_typed_library(Path(path) if path is not None else build_host_library(), prototypes,
+                              "gpsf_host_abi_version", HOST_ABI_VERSION, PluginBuildError, _host_cache)
 
 
 def _check_radius(radius: int) -> int:
@@ -421,9 +395,7 @@ def _check_shapes(image_shape: tuple[int, ...], sigma_shape: tuple[int, ...]) ->
 
 
 def _host_call(lib: ctypes.CDLL, fn: Any, *args: Any) -> None:
-    status = fn(*args)
-    if status != 0:
-        raise ValueError(f"libgausspsf_host: {lib.gpsf_host_last_error().decode(errors='replace')}")
+    check_status(fn(*args), lib, "gpsf_host_last_error", "libgausspsf_host: ")
 
 
 def _ptr(array: np.ndarray, ctype: Any) -> Any:
