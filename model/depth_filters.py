@@ -1,12 +1,13 @@
-"""Image-guided filters of a depth map used by :mod:`model.refine` (which re-exports them): the AIF's local
-texture (which pixels can carry their own depth) and the colour-weighted median (the settings and the
+"""Image-guided filters of a depth map used by :mod:`model.refine` (which re-exports them): local texture of
+the AIF or of the frame in focus at each pixel's depth (which pixels can carry their own depth) and the
+colour-weighted median (the settings and the
 measurements behind them: ``docs/refine.md``)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["aif_texture", "weighted_median_depth"]
+__all__ = ["aif_texture", "focus_texture", "weighted_median_depth"]
 
 
 def aif_texture(aif: np.ndarray, window: int = 5, device: str | None = None) -> np.ndarray:
@@ -39,6 +40,42 @@ def aif_texture(aif: np.ndarray, window: int = 5, device: str | None = None) -> 
     mean_sq = F.avg_pool2d(g * g, window, stride=1, padding=window // 2, count_include_pad=False)
     var = (mean_sq - mean * mean).clamp(min=0.0).sum(1)[0]
     return var.sqrt().float().cpu().numpy()
+
+
+def focus_texture(images: np.ndarray, focus_m: np.ndarray, depth_m: np.ndarray, window: int = 5,
+                  device: str | None = None) -> np.ndarray:
+    """Local colour contrast (:func:`aif_texture`) of the frame focused nearest, in dioptres, to each pixel's depth.
+
+    A pixel whose depth estimate is right shows its own texture, sharp, in the frame focused at that depth. A
+    textureless pixel next to a textured object in front of it can take the object's depth in a fit (the
+    object's blur spreading over it changes the stack there); in the frame focused at the object's depth that
+    pixel is flat again, so this texture is low where the fitted AIF may still show some (``docs/refine.md``,
+    "Weak texture").
+
+    Args:
+        images: ``(S, H, W, 3)`` stack in [0, 1].
+        focus_m: ``(S,)`` focus distances, metres.
+        depth_m: ``(H, W)`` depth, metres (positive).
+        window: odd box size, pixels.
+        device: torch device (default: CUDA when available).
+
+    Returns:
+        ``(H, W)`` float32 standard deviation, intensity units.
+    """
+    imgs = np.asarray(images, np.float32)
+    focus = np.asarray(focus_m, np.float64).reshape(-1)
+    depth = np.asarray(depth_m, np.float64)
+    if imgs.ndim != 4 or imgs.shape[0] != focus.size or imgs.shape[1:3] != depth.shape:
+        raise ValueError(f"focus_texture: need images (S, H, W, 3), focus (S,) and depth (H, W) that agree, got "
+                         f"{imgs.shape}, {focus.shape}, {depth.shape}")
+    if not (np.all(np.isfinite(depth)) and np.all(depth > 0) and np.all(focus > 0)):
+        raise ValueError("focus_texture: depth and focus distances must be finite and positive")
+    nearest = np.abs(1.0 / depth[None] - 1.0 / focus[:, None, None]).argmin(0)  # (H, W) frame index
+    out = np.zeros(depth.shape, np.float32)
+    for s in np.unique(nearest):
+        mask = nearest == s
+        out[mask] = aif_texture(imgs[s], window, device)[mask]
+    return out
 
 
 def weighted_median_depth(depth_m: np.ndarray, aif: np.ndarray, radius: int = 5, colour_sigma: float = 0.1,

@@ -26,7 +26,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from model.depth_filters import aif_texture, weighted_median_depth
+from model.depth_filters import aif_texture, focus_texture, weighted_median_depth
 from model.depth_propagation import PROPAGATE_SPACES, propagate_depth
 from model.losses import LossWeights
 from model.runners import Prediction, Runner, RunnerWrapper, check_stack_input
@@ -41,10 +41,16 @@ __all__ = [
     "DISC_MATCHED_SIGMA_SCALE",
     "disc_matched_sigma_scale",
     "aif_texture",
+    "focus_texture",
+    "TEXTURE_SOURCES",
 ]
 
 DISC_MATCHED_SIGMA_SCALE: float = 1.08
 """The L1-best Gaussian for a uniform disc of diameter ``D`` px has ``sigma = 1.08 D / 4`` (``docs/refine.md``, "The blur model")."""
+
+
+TEXTURE_SOURCES: tuple[str, ...] = ("aif", "focus", "both")
+"""Where :class:`RefineConfig.propagate_texture_from` measures texture."""
 
 
 @dataclass(frozen=True)
@@ -66,8 +72,11 @@ class RefineConfig:
         propagate_strength, propagate_colour_sigma, propagate_confidence_power, propagate_iterations,
             propagate_space: its settings (chosen on the tuning set).
         propagate_texture_window, propagate_texture_tau: the propagation trusts a pixel by its physics-check
-            confidence times ``1 - exp(-aif_texture / tau)`` (:func:`aif_texture` over a ``window`` x
-            ``window`` box, intensity units); ``tau = 0`` uses the confidence alone.
+            confidence times ``1 - exp(-texture / tau)`` (texture: colour standard deviation over a ``window``
+            x ``window`` box, intensity units); ``tau = 0`` uses the confidence alone.
+        propagate_texture_from: where that texture is measured: ``"aif"`` the fitted AIF (:func:`aif_texture`),
+            ``"focus"`` the frame focused nearest to the pixel's fitted depth (:func:`focus_texture`), ``"both"``
+            the smaller of the two (``docs/refine.md``, "Weak texture").
         median_radius, median_colour_sigma: the final colour-weighted median filter
             (:func:`weighted_median_depth`; window ``2r+1`` pixels, colour scale in intensity units);
             ``median_radius = 0`` leaves it out.
@@ -99,6 +108,7 @@ class RefineConfig:
     propagate_space: str = "log"
     propagate_texture_window: int = 5
     propagate_texture_tau: float = 0.02
+    propagate_texture_from: str = "both"
     median_radius: int = 5
     median_colour_sigma: float = 0.1
     second_scales: tuple[float, ...] = (0.5, 1.0)
@@ -126,6 +136,9 @@ class RefineConfig:
                 math.isfinite(self.propagate_texture_tau) and self.propagate_texture_tau >= 0):
             raise ValueError(f"refine: propagate_texture_window must be odd in [1, 31] and propagate_texture_tau >= 0, "
                              f"got {self.propagate_texture_window}, {self.propagate_texture_tau}")
+        if self.propagate_texture_from not in TEXTURE_SOURCES:
+            raise ValueError(f"refine: propagate_texture_from must be one of {TEXTURE_SOURCES}, got "
+                             f"{self.propagate_texture_from!r}")
         if not 0 <= self.median_radius <= 15 or not self.median_colour_sigma > 0:
             raise ValueError(f"refine: median_radius must be in [0, 15] and median_colour_sigma > 0, got "
                              f"{self.median_radius}, {self.median_colour_sigma}")
@@ -363,8 +376,7 @@ class RefiningRunner(RunnerWrapper):
         if cfg.propagate and cfg.propagate_strength > 0:
             trust = self._check(images, focus_m, depth, aif).confidence.astype(np.float64)
             if cfg.propagate_texture_tau > 0:
-                trust = trust * -np.expm1(-aif_texture(aif, cfg.propagate_texture_window, self.device)
-                                          / cfg.propagate_texture_tau)
+                trust = trust * -np.expm1(-self._texture(images, focus_m, depth, aif) / cfg.propagate_texture_tau)
             depth = propagate_depth(depth, aif, trust, cfg.propagate_strength,
                                     cfg.propagate_colour_sigma, cfg.propagate_confidence_power,
                                     cfg.propagate_iterations, device=self.device, space=cfg.propagate_space)
@@ -372,6 +384,15 @@ class RefiningRunner(RunnerWrapper):
         if cfg.median_radius > 0:
             depth = weighted_median_depth(depth, aif, cfg.median_radius, cfg.median_colour_sigma, device=self.device)
         return depth
+
+    def _texture(self, images: np.ndarray, focus_m: Sequence[float], depth: np.ndarray, aif: np.ndarray) -> np.ndarray:
+        """The ``(H, W)`` texture that the propagation's trust uses (``config.propagate_texture_from``)."""
+        window, source = self.config.propagate_texture_window, self.config.propagate_texture_from
+        tex = aif_texture(aif, window, self.device) if source in ("aif", "both") else None
+        if source == "aif":
+            return tex
+        in_focus = focus_texture(images, np.asarray(focus_m, np.float64), depth, window, self.device)
+        return in_focus if tex is None else np.minimum(tex, in_focus)
 
     def _check(self, images: np.ndarray, focus_m: Sequence[float], depth: np.ndarray, aif: np.ndarray):
         from model.confidence import check_prediction

@@ -13,6 +13,7 @@ from model.refine import (
     RefiningRunner,
     aif_texture,
     disc_matched_sigma_scale,
+    focus_texture,
     propagate_depth,
     refine_prediction,
     weighted_median_depth,
@@ -209,6 +210,60 @@ def test_propagation_trusts_only_pixels_with_their_own_texture(lens, monkeypatch
     assert np.all(t[:, 19:37] < 1e-6)  # flat background beyond the window's reach: halo band untrusted
     assert np.median(t[:, 41:]) > 0.5  # faint background texture (std ~0.05) still counts
     np.testing.assert_allclose(trust(0.0), conf)  # tau 0: the physics check alone, as before
+
+
+def test_focus_texture_reads_the_frame_in_focus_at_each_pixels_depth():
+    rng = np.random.default_rng(1)
+    h, w = 12, 20
+    stack = np.full((len(FOCUS), h, w, 3), 0.5, np.float32)
+    stack[0] = rng.random((h, w, 3))  # only the frame focused at 1.0 m has texture
+    depth = np.full((h, w), 1.1, np.float32)  # nearest in dioptres: 1.0 m
+    depth[:, 10:] = 5.0  # nearest: 4.0 m (1/5 = 0.2 D is nearer 0.25 than 0.167)
+    t = focus_texture(stack, np.array(FOCUS), depth, window=3)
+    np.testing.assert_allclose(t[:, :9], aif_texture(stack[0], 3)[:, :9])
+    np.testing.assert_allclose(t[:, 10:], 0.0, atol=1e-6)
+    with pytest.raises(ValueError, match="agree"):
+        focus_texture(stack[:3], np.array(FOCUS), depth)
+    with pytest.raises(ValueError, match="positive"):
+        focus_texture(stack, np.array(FOCUS), np.zeros((h, w), np.float32))
+    with pytest.raises(ValueError, match="propagate_texture_from"):
+        RefineConfig(propagate_texture_from="sharpest").validate()
+
+
+def test_focus_texture_source_distrusts_a_halo_that_the_fitted_aif_shows_textured(lens, monkeypatch):
+    """The fit gave a flat wall band the depth (1.0 m) of a textured object beside it, and its AIF there
+    kept some of the object's texture. In the frame focused at 1.0 m the band is flat: with
+    ``propagate_texture_from="focus"`` (or ``"both"``) the band loses its trust; with ``"aif"`` it keeps it."""
+    import model.refine as refine_mod
+    from types import SimpleNamespace
+
+    h, w = 16, 48
+    rng = np.random.default_rng(2)
+    aif = rng.random((h, w, 3)).astype(np.float32)  # textured everywhere in the fitted AIF
+    stack = np.repeat(aif[None], len(FOCUS), 0).copy()
+    stack[0, :, 24:] = 0.5  # the frame focused at 1.0 m: the band is flat
+    depth = np.full((h, w), 1.0, np.float32)
+    conf = np.full((h, w), 0.9, np.float32)
+    seen = {}
+
+    def fake_propagate(d, a, trust, *args, **kwargs):
+        seen["trust"] = np.array(trust)
+        return np.array(d, np.float32)
+
+    monkeypatch.setattr(refine_mod, "refine_prediction", lambda *a, **k: (depth.copy(), aif.copy()))
+    monkeypatch.setattr(refine_mod, "propagate_depth", fake_propagate)
+    monkeypatch.setattr(RefiningRunner, "_check", lambda self, *a: SimpleNamespace(
+        confidence=conf.copy(), residual=np.zeros((h, w), np.float32), rendered=stack.copy()))
+
+    def trust(source):
+        cfg = RefineConfig(propagate_texture_from=source, median_radius=0, second_iterations=(0, 0), far_start=0.0)
+        RefiningRunner(_FakeRunner(lens), cfg).refine(stack, FOCUS, Prediction(depth_m=depth, aif=aif))
+        return seen["trust"]
+
+    t_aif, t_focus, t_both = trust("aif"), trust("focus"), trust("both")
+    assert np.all(t_aif > 0.85)  # the AIF looks textured everywhere
+    assert np.all(t_focus[:, 27:] < 1e-6) and np.all(t_focus[:, :21] > 0.85)
+    np.testing.assert_allclose(t_both, np.minimum(t_aif, t_focus), atol=1e-6)
 
 
 def test_second_pass_starts_from_the_propagated_and_filtered_depth(lens, monkeypatch):
