@@ -5,6 +5,10 @@ examples:
   python -m model.eval_suite make --out data/suite_tune --split tune     # for choosing settings
   python -m model.eval_suite score --data data/suite_test --baseline     # per lens and family, with depth from focus
   python -m model.eval_suite score --data data/suite_test --checkpoint runs/x/best.pt --json scores.json
+  # slow scoring (--refine) in two processes, then one table:
+  OMP_NUM_THREADS=1 python -m model.eval_suite score --data data/suite_test --refine --shard 0/2 --json a.json &
+  OMP_NUM_THREADS=1 python -m model.eval_suite score --data data/suite_test --refine --shard 1/2 --json b.json
+  python -m model.eval_suite merge a.json b.json --json scores.json
 
 Every stack is rendered by the layered uniform-disc renderer with occlusion and photon + read noise,
 8-bit (:func:`model.synth.layered.render_stack_layered`), not by the Gaussian training renderer, from
@@ -35,7 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-__all__ = ["TEST_SEED", "TUNE_SEED", "FAMILIES", "SuiteLens", "SUITE_LENSES", "make_suite", "score_suite", "main"]
+__all__ = ["TEST_SEED", "TUNE_SEED", "FAMILIES", "SuiteLens", "SUITE_LENSES", "make_suite", "score_suite",
+           "group_scores", "merge_scores", "parse_shard", "main"]
 
 TEST_SEED = 20261206
 """Seed of the final test split (fixed in advance; README "Results")."""
@@ -125,26 +130,75 @@ def make_suite(out: Path, split: str = "test", per_family: int = 2, progress: bo
 
 
 def score_suite(data: Path, model: Path | None = None, baseline: bool = True, ignore_lens: bool = False,
-                refine: bool = False, sweep: bool = False) -> dict[str, Any]:
+                refine: bool = False, sweep: bool = False, shard: tuple[int, int] | None = None) -> dict[str, Any]:
     """Evaluate a suite folder; returns the overall scores and a table per lens and per family.
 
     A lens-specific model meets another lens only with ``ignore_lens`` (it then runs with its own optics).
+    ``shard=(i, n)`` scores stacks i, i + n, ... only (see :func:`merge_scores`).
     """
     from model.evaluate import evaluate_folder
-    from model.metrics import aggregate
 
     res = evaluate_folder(data, model=model, runtime="torch", baseline=baseline, ignore_lens=ignore_lens, refine=refine,
-                          sweep=sweep)
+                          sweep=sweep, shard=shard)
+    return group_scores(res["per_stack"])
+
+
+_METHODS = ("model", "baseline", "refined", "swept")
+
+
+def group_scores(per_stack: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Overall scores and a table per lens and per family from per-stack rows (stack names ``<lens>_<family>_<k>``).
+
+    Returns ``{"overall": {method: scores}, "groups": {"lens <name>" | "family <name>": {method: scores}},
+    "per_stack": rows sorted by stack}`` for the methods ``model``, ``baseline``, ``refined``, ``swept`` present.
+    """
+    from model.metrics import aggregate
+
+    rows = sorted(per_stack, key=lambda r: r["stack"])
+    overall = {k: aggregate([r[k] for r in rows if k in r]) for k in _METHODS if any(k in r for r in rows)}
     groups: dict[str, dict[str, list]] = {}
-    for row in res["per_stack"]:
+    for row in rows:
         lens_name, fam = row["stack"].rsplit("_", 2)[:2]
-        for key in ("model", "baseline", "refined", "swept"):
+        for key in _METHODS:
             if key in row:
                 for g in (f"lens {lens_name}", f"family {fam}"):
                     groups.setdefault(g, {}).setdefault(key, []).append(row[key])
     table = {g: {k: aggregate(v) for k, v in d.items()} for g, d in sorted(groups.items())}
-    return {"overall": {k: res[k] for k in ("model", "baseline", "refined", "swept") if k in res}, "groups": table,
-            "per_stack": res["per_stack"]}
+    return {"overall": overall, "groups": table, "per_stack": rows}
+
+
+def merge_scores(parts: Sequence[dict[str, Any]], names: Sequence[str] | None = None) -> dict[str, Any]:
+    """One score table from the scores of several shards (``score --shard i/n --json``) of one suite.
+
+    Raises:
+        ValueError: a part has no ``per_stack`` rows, or a stack appears in two parts.
+    """
+    names = list(names) if names is not None else [f"part {i + 1}" for i in range(len(parts))]
+    seen: dict[str, str] = {}
+    rows = []
+    for name, part in zip(names, parts):
+        if not isinstance(part.get("per_stack"), list):
+            raise ValueError(f"{name}: no 'per_stack' list (not written by 'eval_suite score --json')")
+        for row in part["per_stack"]:
+            if not isinstance(row, dict) or not isinstance(row.get("stack"), str):
+                raise ValueError(f"{name}: a per_stack row without a 'stack' name: {str(row)[:80]}")
+            if row["stack"] in seen:
+                raise ValueError(f"stack {row['stack']} is in both {seen[row['stack']]} and {name}: "
+                                 "merge the shards of one run (--shard 0/n ... n-1/n) only")
+            seen[row["stack"]] = name
+            rows.append(row)
+    return group_scores(rows)
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"i/n"`` -> ``(i, n)`` with ``0 <= i < n``; ValueError otherwise."""
+    try:
+        i, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard must look like 0/2 (index/count), got {text!r}") from None
+    if not 0 <= i < n:
+        raise ValueError(f"--shard {text}: need 0 <= index < count")
+    return i, n
 
 
 def format_scores(scores: dict[str, Any]) -> str:
@@ -176,7 +230,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     s.add_argument("--refine", action="store_true", help="also test-time refinement (slow: ~80 s per stack on 2 cores with the default two starts)")
     s.add_argument("--sweep", action="store_true", help="also the network + relative-blur sweep (model.defocus_sweep; ~0.25-0.3 s per 320x240 stack on 2 CPU cores)")
     s.add_argument("--ignore-lens", action="store_true", help="run a lens-specific model on other lenses anyway")
+    s.add_argument("--shard", type=str, default=None, metavar="I/N",
+                   help="score stacks I, I+N, I+2N, ... only (run N processes, then 'merge' their --json files)")
     s.add_argument("--json", type=Path, default=None, help="also write the scores as JSON")
+    g = sub.add_parser("merge", help="one table from the --json files of 'score --shard' runs")
+    g.add_argument("parts", type=Path, nargs="+", help="scores JSON files of the shards")
+    g.add_argument("--json", type=Path, default=None, help="also write the merged scores as JSON")
     args = p.parse_args(argv)
     from model.cli import setup_logging
 
@@ -185,7 +244,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         paths = make_suite(args.out, args.split, args.per_family)
         print(f"wrote {len(paths)} stacks to {args.out}")
         return 0
-    scores = score_suite(args.data, args.checkpoint, args.baseline, args.ignore_lens, args.refine, args.sweep)
+    if args.cmd == "merge":
+        from model.jsonfile import read_json_object
+
+        scores = merge_scores([read_json_object(f) for f in args.parts], [str(f) for f in args.parts])
+    else:
+        shard = parse_shard(args.shard) if args.shard is not None else None
+        scores = score_suite(args.data, args.checkpoint, args.baseline, args.ignore_lens, args.refine, args.sweep,
+                             shard)
     print(format_scores(scores))
     if args.json is not None:
         from model.atomic import atomic_write_json

@@ -150,8 +150,8 @@ def holdout_scores(runner: Any, stack: Any, reference: bool = True, ignore_lens:
 
 def evaluate_folder(data: Path, model: Path | None = None, runtime: str = "auto", baseline: bool = False,
                     ignore_lens: bool = False, device: str | None = None, refine: bool = False,
-                    sweep: bool = False) -> dict[str, Any]:
-    """Evaluate every stack under ``data``.
+                    sweep: bool = False, shard: tuple[int, int] | None = None) -> dict[str, Any]:
+    """Evaluate every stack under ``data`` (with ``shard=(i, n)``: stacks i, i + n, i + 2n, ... in path order).
 
     Returns ``{"model": {...}, "refined": {...}, "baseline": {...}, "aif": .., "heldout": {...},
     "heldout_classical": {...}, "per_stack": [...]}`` (``refined`` and its ``aif_refined`` only with ``refine``;
@@ -168,6 +168,13 @@ def evaluate_folder(data: Path, model: Path | None = None, runtime: str = "auto"
     stacks = find_stacks(data)
     if not stacks:
         raise FileNotFoundError(f"{data}: no focal-stack/1 folder (stack.json) found")
+    if shard is not None:
+        i, n = shard
+        if not 0 <= i < n:
+            raise ValueError(f"shard must be (i, n) with 0 <= i < n, got ({i}, {n})")
+        stacks = stacks[i::n]
+        if not stacks:
+            raise ValueError(f"{data}: shard {i}/{n} is empty (only {len(find_stacks(data))} stacks)")
     runner = create_runner(runtime, model, device=device, with_confidence=False)
     refiner = None
     if refine:
