@@ -69,6 +69,7 @@ class PredictConfig:
     refine: bool = False
     refine_blur_scale: float = 1.08  # model.refine.DISC_MATCHED_SIGMA_SCALE
     refine_far_start: float | None = None  # None: model.refine.RefineConfig's default
+    refine_texture: str | None = None  # RefineConfig.propagate_texture_from; None: its default
     sweep: bool = False  # model.defocus_sweep around the network's depth (not with refine)
     max_size: int = DEFAULT_MAX_SIZE
 
@@ -136,6 +137,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --refine: also refine from a constant depth at F times the working range's far end and "
                         "keep that result when the stack's relative blur prefers it (recovers scenes beyond the "
                         "farthest focus; 1.55x the cost); 0 turns it off (default 0.8, model.refine.RefineConfig)")
+    p.add_argument("--refine-texture", choices=("aif", "focus", "both"), default=None,
+                   help="with --refine: where the propagation measures the texture that makes a fitted pixel "
+                        "trusted: the fitted AIF, the frame focused at the pixel's fitted depth, or both (the "
+                        "smaller; default, guards against halos of near objects on textureless walls)")
     return p
 
 
@@ -415,6 +420,8 @@ def _make_runner(cfg: PredictConfig):
         refine_cfg = RefineConfig(psf_sigma_scale=cfg.refine_blur_scale)
         if cfg.refine_far_start is not None:
             refine_cfg = replace(refine_cfg, far_start=cfg.refine_far_start)
+        if cfg.refine_texture is not None:
+            refine_cfg = replace(refine_cfg, propagate_texture_from=cfg.refine_texture)
         runner = RefiningRunner(runner, refine_cfg, device=cfg.device, progress=True)
     return runner
 
@@ -474,7 +481,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = PredictConfig(data=args.data, out=args.out, model=args.model, runtime=args.runtime, figures=args.figures,
                         overwrite=args.overwrite, ignore_lens=args.ignore_lens, device=args.device, refine=args.refine,
                         refine_blur_scale=args.refine_blur_scale, refine_far_start=args.refine_far_start,
-                        sweep=args.sweep, max_size=args.max_size)
+                        refine_texture=args.refine_texture, sweep=args.sweep, max_size=args.max_size)
     report = predict_folder(cfg)
     line = f"wrote {len(report.written)} prediction folder(s) under {cfg.out}"
     if report.skipped:
