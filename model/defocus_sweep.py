@@ -63,14 +63,19 @@ from model.lens import LensProfile
 from model.optics import ThinLensLike, coc_sigma_px
 from model.runners import Runner, RunnerWrapper
 
-__all__ = ["SweepConfig", "SweepLayer", "lens_tensor", "relative_blur_cost", "relative_blur_cost_of", "sweep_depth",
-           "graph_sweeps", "SweepingRunner"]
+__all__ = ["SweepConfig", "SweepLayer", "lens_tensor", "relative_blur_cost", "relative_blur_cost_of", "cost_support",
+           "sweep_depth", "graph_sweeps", "SweepingRunner"]
 
 CASCADE_MIN_STEP_PX = 1.0
 """A pyramid level is blurred from the level below it (by ``sqrt(s_l^2 - s_{l-1}^2)``) when that step and the
 level below are at least this many pixels: sampled Gaussians that wide compose like continuous ones (the variance
 error is below 1e-8 of sigma^2), so the cascade equals blurring the grey image directly within 1e-4 of its range,
 at a fraction of the taps; narrower levels are blurred from the grey image."""
+
+FLAT_COST_SPREAD = 1e-8
+"""A pixel whose relative-blur cost varies by less than this over all depths has no defocus evidence
+(:func:`cost_support`): far below the cost of 8-bit quantisation or sensor noise (about 1e-5 for one frame pair
+at noise 0.003), far above float rounding on a constant image."""
 
 MASKED_COST = 6.0e4
 """Cost given to hypotheses outside a pixel's band: above any real cost (grey images in [0, 1]: at most one per
@@ -448,18 +453,84 @@ def relative_blur_cost_of(
     Raises:
         ValueError: maps not ``(K, H, W)`` of the stack's size, a bad range or hypothesis count.
     """
+    _check_working_range(working_range_m)
+    maps = _depth_maps(depth_maps_m, images, "depth_maps_m")
+    cost, log_hyp = _cost_on_log_grid(images, focus_m, lens, working_range_m, hypotheses, config)
+    return _cost_at(cost, log_hyp, maps)
+
+
+def cost_support(
+    images: np.ndarray,
+    focus_m: Sequence[float] | np.ndarray,
+    lens: LensProfile,
+    depth_m: np.ndarray,
+    working_range_m: tuple[float, float],
+    hypotheses: int = 96,
+    config: SweepConfig = SweepConfig(),
+) -> tuple[np.ndarray, np.ndarray]:
+    """How well the stack itself, without an AIF, supports each pixel's depth: the shape of its relative-blur cost.
+
+    With the cost ``C(d)`` of every pixel sampled at ``hypotheses`` depths log-spaced over ``working_range_m``
+    (:func:`relative_blur_cost`), its mean ``m`` and minimum ``C_min`` over them:
+
+    - agreement ``(m - C(depth)) / (m - C_min)``, clipped to ``[0, 1]``: 1 where ``depth`` is the cheapest
+      hypothesis, 0 where it is no better than average;
+    - distinctness ``1 - C_min / m``: near 0 where the cost is flat (no texture, no defocus evidence), larger the
+      deeper its minimum.
+
+    Both are 0 where the cost varies by less than :data:`FLAT_COST_SPREAD` over the depths (a flat region).
+
+    :mod:`model.refine` weighs the propagation's trust with them (``docs/refine.md``, "Trust from the sweep").
+
+    Args:
+        images, focus_m, lens: the stack (see :func:`relative_blur_cost`).
+        depth_m: ``(H, W)`` metres.
+        working_range_m: ``(near, far)`` metres.
+        hypotheses: depths the cost is sampled at (>= 2).
+        config: window and blur pyramid.
+
+    Returns:
+        ``(agreement, distinctness)``, float32 ``(H, W)`` each, in ``[0, 1]``.
+    """
+    _check_working_range(working_range_m)
+    if np.ndim(depth_m) != 2:
+        raise ValueError(f"depth_m must be (H, W), got shape {np.shape(depth_m)}")
+    maps = _depth_maps(np.asarray(depth_m)[None], images, "depth_m")
+    cost, log_hyp = _cost_on_log_grid(images, focus_m, lens, working_range_m, hypotheses, config)
+    at = _cost_at(cost, log_hyp, maps)[0]
+    mean, low = cost.mean(0).astype(np.float64), cost.min(0).astype(np.float64)
+    spread = mean - low
+    flat = spread < FLAT_COST_SPREAD
+    agreement = np.where(flat, 0.0, np.clip((mean - at) / np.where(flat, 1.0, spread), 0.0, 1.0))
+    distinctness = np.where(flat, 0.0, np.clip(spread / np.maximum(mean, FLAT_COST_SPREAD), 0.0, 1.0))
+    return agreement.astype(np.float32), distinctness.astype(np.float32)
+
+
+def _depth_maps(depth_maps_m: np.ndarray, images: np.ndarray, name: str) -> np.ndarray:
+    """``(K, H, W)`` float32 metres, checked against the stack's size (errors name the argument ``name``)."""
+    maps = np.asarray(depth_maps_m, np.float32)
+    if maps.ndim != 3 or maps.shape[1:] != np.shape(images)[1:3]:
+        raise ValueError(f"{name} must be (K, H, W) with (H, W) = {np.shape(images)[1:3]}, got {maps.shape}")
+    if not (np.all(np.isfinite(maps)) and np.all(maps > 0)):
+        raise ValueError(f"{name} must be finite and positive")
+    return maps
+
+
+def _cost_on_log_grid(images: np.ndarray, focus_m: Sequence[float] | np.ndarray, lens: LensProfile,
+                      working_range_m: tuple[float, float], hypotheses: int,
+                      config: SweepConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The ``(N, H, W)`` cost at ``N = hypotheses`` depths log-spaced over the range, and their log-depths ``(N,)``."""
     near, far = _check_working_range(working_range_m)
     if int(hypotheses) < 2:
         raise ValueError(f"hypotheses must be >= 2, got {hypotheses}")
-    maps = np.asarray(depth_maps_m, np.float32)
-    if maps.ndim != 3 or maps.shape[1:] != np.shape(images)[1:3]:
-        raise ValueError(f"depth_maps_m must be (K, H, W) with (H, W) = {np.shape(images)[1:3]}, got {maps.shape}")
-    if not (np.all(np.isfinite(maps)) and np.all(maps > 0)):
-        raise ValueError("depth_maps_m must be finite and positive")
-    n = int(hypotheses)
-    log_hyp = np.linspace(math.log(near), math.log(far), n)
-    cost = relative_blur_cost(images, focus_m, lens, np.exp(log_hyp).astype(np.float32), config)  # (N, H, W)
-    pos = (np.log(np.clip(maps, near, far)) - log_hyp[0]) / (log_hyp[1] - log_hyp[0])  # (K, H, W) in [0, N-1]
+    log_hyp = np.linspace(math.log(near), math.log(far), int(hypotheses))
+    return relative_blur_cost(images, focus_m, lens, np.exp(log_hyp).astype(np.float32), config), log_hyp
+
+
+def _cost_at(cost: np.ndarray, log_hyp: np.ndarray, maps: np.ndarray) -> np.ndarray:
+    """``(K, H, W)``: the cost at each map's depth, linear in log-depth between samples (clamped to the range)."""
+    n = log_hyp.size
+    pos = (np.log(np.clip(maps, math.exp(log_hyp[0]), math.exp(log_hyp[-1]))) - log_hyp[0]) / (log_hyp[1] - log_hyp[0])
     i0 = np.clip(np.floor(pos).astype(np.int64), 0, n - 2)
     t = np.clip(pos - i0, 0.0, 1.0).astype(np.float32)
     lo = np.take_along_axis(cost, i0, 0)  # (K, H, W): each map's pixel at the hypothesis below its depth

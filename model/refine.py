@@ -77,6 +77,11 @@ class RefineConfig:
         propagate_texture_from: where that texture is measured: ``"aif"`` the fitted AIF (:func:`aif_texture`),
             ``"focus"`` the frame focused nearest to the pixel's fitted depth (:func:`focus_texture`), ``"both"``
             the smaller of the two (``docs/refine.md``, "Weak texture").
+        propagate_cost_agreement: also weigh the trust by how well the stack's relative-blur cost, which needs
+            no AIF, agrees with the fitted depth (:func:`model.defocus_sweep.cost_support`: 1 at the cost's
+            minimum, 0 no better than the average depth; ``docs/refine.md``, "Trust from the sweep").
+        propagate_cost_distinct: when > 0, also weigh the trust by that cost's distinctness divided by this
+            scale (clipped to 1): a flat cost (weak texture) carries little trust whatever the fit says.
         median_radius, median_colour_sigma: the final colour-weighted median filter
             (:func:`weighted_median_depth`; window ``2r+1`` pixels, colour scale in intensity units);
             ``median_radius = 0`` leaves it out.
@@ -109,6 +114,8 @@ class RefineConfig:
     propagate_texture_window: int = 5
     propagate_texture_tau: float = 0.02
     propagate_texture_from: str = "both"
+    propagate_cost_agreement: bool = False
+    propagate_cost_distinct: float = 0.0
     median_radius: int = 5
     median_colour_sigma: float = 0.1
     second_scales: tuple[float, ...] = (0.5, 1.0)
@@ -139,6 +146,9 @@ class RefineConfig:
         if self.propagate_texture_from not in TEXTURE_SOURCES:
             raise ValueError(f"refine: propagate_texture_from must be one of {TEXTURE_SOURCES}, got "
                              f"{self.propagate_texture_from!r}")
+        if not (math.isfinite(self.propagate_cost_distinct) and 0.0 <= self.propagate_cost_distinct <= 1.0):
+            raise ValueError(f"refine: propagate_cost_distinct must be in [0, 1] (0: off), got "
+                             f"{self.propagate_cost_distinct}")
         if not 0 <= self.median_radius <= 15 or not self.median_colour_sigma > 0:
             raise ValueError(f"refine: median_radius must be in [0, 15] and median_colour_sigma > 0, got "
                              f"{self.median_radius}, {self.median_colour_sigma}")
@@ -377,6 +387,8 @@ class RefiningRunner(RunnerWrapper):
             trust = self._check(images, focus_m, depth, aif).confidence.astype(np.float64)
             if cfg.propagate_texture_tau > 0:
                 trust = trust * -np.expm1(-self._texture(images, focus_m, depth, aif) / cfg.propagate_texture_tau)
+            if cfg.propagate_cost_agreement or cfg.propagate_cost_distinct > 0:
+                trust = trust * self._cost_support(images, focus_m, depth)
             depth = propagate_depth(depth, aif, trust, cfg.propagate_strength,
                                     cfg.propagate_colour_sigma, cfg.propagate_confidence_power,
                                     cfg.propagate_iterations, device=self.device, space=cfg.propagate_space)
@@ -393,6 +405,17 @@ class RefiningRunner(RunnerWrapper):
             return tex
         in_focus = focus_texture(images, np.asarray(focus_m, np.float64), depth, window, self.device)
         return in_focus if tex is None else np.minimum(tex, in_focus)
+
+    def _cost_support(self, images: np.ndarray, focus_m: Sequence[float], depth: np.ndarray) -> np.ndarray:
+        """The ``(H, W)`` factor in ``[0, 1]`` the relative-blur cost puts on the trust (``config.propagate_cost_*``)."""
+        from model.defocus_sweep import cost_support
+
+        cfg = self.config
+        agreement, distinctness = cost_support(images, focus_m, self.lens, depth, self.working_range_m)
+        factor = agreement.astype(np.float64) if cfg.propagate_cost_agreement else np.ones(depth.shape)
+        if cfg.propagate_cost_distinct > 0:
+            factor = factor * np.clip(distinctness / cfg.propagate_cost_distinct, 0.0, 1.0)
+        return factor
 
     def _check(self, images: np.ndarray, focus_m: Sequence[float], depth: np.ndarray, aif: np.ndarray):
         from model.confidence import check_prediction

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from model.defocus_sweep import (SweepConfig, SweepingRunner, SweepLayer, graph_sweeps, lens_tensor,
-                                 relative_blur_cost, relative_blur_cost_of, sweep_depth)
+                                 cost_support, relative_blur_cost, relative_blur_cost_of, sweep_depth)
 from model.lens import LensProfile
 from model.optics import coc_sigma_px
 from model.runners import Prediction
@@ -114,6 +114,29 @@ def test_cost_of_depth_maps_interpolates_the_sampled_cost_and_prefers_the_true_m
         relative_blur_cost_of(stack, FOCUS, LENS, -maps, (0.5, 12.0))
     with pytest.raises(ValueError, match="working_range_m"):
         relative_blur_cost_of(stack, FOCUS, LENS, maps, (2.0, 1.0))
+
+
+def test_cost_support_is_high_at_the_true_depth_on_texture_and_zero_on_a_flat_region():
+    stack, _, depth = _two_planes(w=192)
+    stack = stack.copy()
+    stack[:, :, 96:] = 0.5  # the far plane's half is textureless in every frame
+    cfg = SweepConfig(window=9)
+    agree, distinct = cost_support(stack, FOCUS, LENS, depth, (0.5, 12.0), config=cfg)
+    assert agree.shape == distinct.shape == depth.shape and agree.dtype == distinct.dtype == np.float32
+    assert 0 <= agree.min() and agree.max() <= 1 and 0 <= distinct.min() and distinct.max() <= 1
+    # beyond the widest relative blur's reach (60 px) from the seam, the flat half is flat at every depth
+    textured, flat = (slice(8, -8), slice(6, 40)), (slice(8, -8), slice(160, 186))
+    assert np.median(agree[textured]) > 0.9 and np.median(distinct[textured]) > 0.3
+    assert np.all(agree[flat] == 0) and np.all(distinct[flat] == 0)  # no evidence: no support
+    wrong_agree, wrong_distinct = cost_support(stack, FOCUS, LENS, np.full_like(depth, 3.2), (0.5, 12.0), config=cfg)
+    assert np.median(wrong_agree[textured]) < 0.5  # the stack does not support 3.2 m on the 1.3 m plane
+    assert np.array_equal(wrong_distinct, distinct)  # distinctness is the cost's, not the depth's
+    with pytest.raises(ValueError, match="depth_m must be"):
+        cost_support(stack, FOCUS, LENS, depth[None], (0.5, 12.0))
+    with pytest.raises(ValueError, match="finite and positive"):
+        cost_support(stack, FOCUS, LENS, -depth, (0.5, 12.0))
+    with pytest.raises(ValueError, match="working_range_m"):
+        cost_support(stack, FOCUS, LENS, depth, (2.0, 1.0))
 
 
 def test_bad_input_is_a_clear_error():

@@ -266,6 +266,44 @@ def test_focus_texture_source_distrusts_a_halo_that_the_fitted_aif_shows_texture
     np.testing.assert_allclose(t_both, np.minimum(t_aif, t_focus), atol=1e-6)
 
 
+def test_cost_support_takes_trust_from_a_fit_the_stack_does_not_support(lens, monkeypatch):
+    """Left plane fitted right (1.2 m), right plane fitted at 1.2 m instead of 3.0 m, both textured and passed by
+    the physics check: with ``propagate_cost_agreement`` the right plane loses its trust, the left keeps it."""
+    import model.refine as refine_mod
+    from types import SimpleNamespace
+
+    stack, aif, depth = _rendered_stack(lens, 48, 128)
+    h, w = depth.shape
+    fitted = np.full((h, w), 1.2, np.float32)
+    conf = np.full((h, w), 0.9, np.float32)
+    seen = {}
+
+    def fake_propagate(d, a, trust, *args, **kwargs):
+        seen["trust"] = np.array(trust)
+        return np.array(d, np.float32)
+
+    monkeypatch.setattr(refine_mod, "refine_prediction", lambda *a, **k: (fitted.copy(), aif.copy()))
+    monkeypatch.setattr(refine_mod, "propagate_depth", fake_propagate)
+    monkeypatch.setattr(RefiningRunner, "_check", lambda self, *a: SimpleNamespace(
+        confidence=conf.copy(), residual=np.zeros((h, w), np.float32), rendered=stack.copy()))
+
+    def trust(**options):
+        cfg = RefineConfig(median_radius=0, second_iterations=(0, 0), far_start=0.0, **options)
+        RefiningRunner(_FakeRunner(lens), cfg).refine(stack, FOCUS, Prediction(depth_m=fitted, aif=aif))
+        return seen["trust"]
+
+    left, right = (slice(10, -10), slice(8, 40)), (slice(10, -10), slice(88, 120))
+    plain = trust()
+    assert np.median(plain[left]) > 0.8 and np.median(plain[right]) > 0.5  # texture and the check trust both
+    agree = trust(propagate_cost_agreement=True)
+    assert np.median(agree[left]) > 0.6 and np.median(agree[right]) < 0.2
+    assert np.all(agree <= plain + 1e-9)
+    both = trust(propagate_cost_agreement=True, propagate_cost_distinct=0.3)
+    assert np.all(both <= agree + 1e-9) and np.median(both[left]) > 0.5
+    with pytest.raises(ValueError, match="propagate_cost_distinct"):
+        RefineConfig(propagate_cost_distinct=1.5).validate()
+
+
 def test_second_pass_starts_from_the_propagated_and_filtered_depth(lens, monkeypatch):
     import model.refine as refine_mod
 
