@@ -453,10 +453,9 @@ def relative_blur_cost_of(
     Raises:
         ValueError: maps not ``(K, H, W)`` of the stack's size, a bad range or hypothesis count.
     """
-    _check_working_range(working_range_m)
+    log_hyp = _log_depth_grid(working_range_m, hypotheses)
     maps = _depth_maps(depth_maps_m, images, "depth_maps_m")
-    cost, log_hyp = _cost_on_log_grid(images, focus_m, lens, working_range_m, hypotheses, config)
-    return _cost_at(cost, log_hyp, maps)
+    return _cost_at(_cost_on(images, focus_m, lens, log_hyp, config), log_hyp, maps)
 
 
 def cost_support(
@@ -492,11 +491,11 @@ def cost_support(
     Returns:
         ``(agreement, distinctness)``, float32 ``(H, W)`` each, in ``[0, 1]``.
     """
-    _check_working_range(working_range_m)
+    log_hyp = _log_depth_grid(working_range_m, hypotheses)
     if np.ndim(depth_m) != 2:
         raise ValueError(f"depth_m must be (H, W), got shape {np.shape(depth_m)}")
     maps = _depth_maps(np.asarray(depth_m)[None], images, "depth_m")
-    cost, log_hyp = _cost_on_log_grid(images, focus_m, lens, working_range_m, hypotheses, config)
+    cost = _cost_on(images, focus_m, lens, log_hyp, config)
     at = _cost_at(cost, log_hyp, maps)[0]
     mean, low = cost.mean(0).astype(np.float64), cost.min(0).astype(np.float64)
     spread = mean - low
@@ -516,15 +515,18 @@ def _depth_maps(depth_maps_m: np.ndarray, images: np.ndarray, name: str) -> np.n
     return maps
 
 
-def _cost_on_log_grid(images: np.ndarray, focus_m: Sequence[float] | np.ndarray, lens: LensProfile,
-                      working_range_m: tuple[float, float], hypotheses: int,
-                      config: SweepConfig) -> tuple[np.ndarray, np.ndarray]:
-    """The ``(N, H, W)`` cost at ``N = hypotheses`` depths log-spaced over the range, and their log-depths ``(N,)``."""
+def _log_depth_grid(working_range_m: tuple[float, float], hypotheses: int) -> np.ndarray:
+    """``(N,)`` log-depths (natural log of metres), ``N = hypotheses`` evenly over the working range (checked)."""
     near, far = _check_working_range(working_range_m)
     if int(hypotheses) < 2:
         raise ValueError(f"hypotheses must be >= 2, got {hypotheses}")
-    log_hyp = np.linspace(math.log(near), math.log(far), int(hypotheses))
-    return relative_blur_cost(images, focus_m, lens, np.exp(log_hyp).astype(np.float32), config), log_hyp
+    return np.linspace(math.log(near), math.log(far), int(hypotheses))
+
+
+def _cost_on(images: np.ndarray, focus_m: Sequence[float] | np.ndarray, lens: LensProfile, log_hyp: np.ndarray,
+             config: SweepConfig) -> np.ndarray:
+    """The ``(N, H, W)`` relative-blur cost at the depths ``exp(log_hyp)``."""
+    return relative_blur_cost(images, focus_m, lens, np.exp(log_hyp).astype(np.float32), config)
 
 
 def _cost_at(cost: np.ndarray, log_hyp: np.ndarray, maps: np.ndarray) -> np.ndarray:

@@ -172,9 +172,9 @@ def evaluate_folder(data: Path, model: Path | None = None, runtime: str = "auto"
         i, n = shard
         if not 0 <= i < n:
             raise ValueError(f"shard must be (i, n) with 0 <= i < n, got ({i}, {n})")
+        if i >= len(stacks):
+            raise ValueError(f"{data}: shard {i}/{n} is empty (only {len(stacks)} stacks)")
         stacks = stacks[i::n]
-        if not stacks:
-            raise ValueError(f"{data}: shard {i}/{n} is empty (only {len(find_stacks(data))} stacks)")
     runner = create_runner(runtime, model, device=device, with_confidence=False)
     refiner = None
     if refine:

@@ -230,52 +230,14 @@ def test_focus_texture_reads_the_frame_in_focus_at_each_pixels_depth():
         RefineConfig(propagate_texture_from="sharpest").validate()
 
 
-def test_focus_texture_source_distrusts_a_halo_that_the_fitted_aif_shows_textured(lens, monkeypatch):
-    """The fit gave a flat wall band the depth (1.0 m) of a textured object beside it, and its AIF there
-    kept some of the object's texture. In the frame focused at 1.0 m the band is flat: with
-    ``propagate_texture_from="focus"`` (or ``"both"``) the band loses its trust; with ``"aif"`` it keeps it."""
+def _propagation_trust(lens, monkeypatch, stack, aif, fitted, conf):
+    """A function ``trust(**options)``: the trust one first-pass propagation gets from a refiner built with
+    ``RefineConfig(**options)``, when the fit returns ``fitted`` and ``aif`` and the physics check ``conf``
+    (fit, check and propagation replaced by fakes; one start, no median, no second pass)."""
     import model.refine as refine_mod
     from types import SimpleNamespace
 
-    h, w = 16, 48
-    rng = np.random.default_rng(2)
-    aif = rng.random((h, w, 3)).astype(np.float32)  # textured everywhere in the fitted AIF
-    stack = np.repeat(aif[None], len(FOCUS), 0).copy()
-    stack[0, :, 24:] = 0.5  # the frame focused at 1.0 m: the band is flat
-    depth = np.full((h, w), 1.0, np.float32)
-    conf = np.full((h, w), 0.9, np.float32)
-    seen = {}
-
-    def fake_propagate(d, a, trust, *args, **kwargs):
-        seen["trust"] = np.array(trust)
-        return np.array(d, np.float32)
-
-    monkeypatch.setattr(refine_mod, "refine_prediction", lambda *a, **k: (depth.copy(), aif.copy()))
-    monkeypatch.setattr(refine_mod, "propagate_depth", fake_propagate)
-    monkeypatch.setattr(RefiningRunner, "_check", lambda self, *a: SimpleNamespace(
-        confidence=conf.copy(), residual=np.zeros((h, w), np.float32), rendered=stack.copy()))
-
-    def trust(source):
-        cfg = RefineConfig(propagate_texture_from=source, median_radius=0, second_iterations=(0, 0), far_start=0.0)
-        RefiningRunner(_FakeRunner(lens), cfg).refine(stack, FOCUS, Prediction(depth_m=depth, aif=aif))
-        return seen["trust"]
-
-    t_aif, t_focus, t_both = trust("aif"), trust("focus"), trust("both")
-    assert np.all(t_aif > 0.85)  # the AIF looks textured everywhere
-    assert np.all(t_focus[:, 27:] < 1e-6) and np.all(t_focus[:, :21] > 0.85)
-    np.testing.assert_allclose(t_both, np.minimum(t_aif, t_focus), atol=1e-6)
-
-
-def test_cost_support_takes_trust_from_a_fit_the_stack_does_not_support(lens, monkeypatch):
-    """Left plane fitted right (1.2 m), right plane fitted at 1.2 m instead of 3.0 m, both textured and passed by
-    the physics check: with ``propagate_cost_agreement`` the right plane loses its trust, the left keeps it."""
-    import model.refine as refine_mod
-    from types import SimpleNamespace
-
-    stack, aif, depth = _rendered_stack(lens, 48, 128)
-    h, w = depth.shape
-    fitted = np.full((h, w), 1.2, np.float32)
-    conf = np.full((h, w), 0.9, np.float32)
+    h, w = fitted.shape
     seen = {}
 
     def fake_propagate(d, a, trust, *args, **kwargs):
@@ -292,6 +254,32 @@ def test_cost_support_takes_trust_from_a_fit_the_stack_does_not_support(lens, mo
         RefiningRunner(_FakeRunner(lens), cfg).refine(stack, FOCUS, Prediction(depth_m=fitted, aif=aif))
         return seen["trust"]
 
+    return trust
+
+
+def test_focus_texture_source_distrusts_a_halo_that_the_fitted_aif_shows_textured(lens, monkeypatch):
+    """The fit gave a flat wall band the depth (1.0 m) of a textured object beside it, and its AIF there
+    kept some of the object's texture. In the frame focused at 1.0 m the band is flat: with
+    ``propagate_texture_from="focus"`` (or ``"both"``) the band loses its trust; with ``"aif"`` it keeps it."""
+    h, w = 16, 48
+    rng = np.random.default_rng(2)
+    aif = rng.random((h, w, 3)).astype(np.float32)  # textured everywhere in the fitted AIF
+    stack = np.repeat(aif[None], len(FOCUS), 0).copy()
+    stack[0, :, 24:] = 0.5  # the frame focused at 1.0 m: the band is flat
+    depth = np.full((h, w), 1.0, np.float32)
+    trust = _propagation_trust(lens, monkeypatch, stack, aif, depth, np.full((h, w), 0.9, np.float32))
+    t_aif, t_focus, t_both = (trust(propagate_texture_from=src) for src in ("aif", "focus", "both"))
+    assert np.all(t_aif > 0.85)  # the AIF looks textured everywhere
+    assert np.all(t_focus[:, 27:] < 1e-6) and np.all(t_focus[:, :21] > 0.85)
+    np.testing.assert_allclose(t_both, np.minimum(t_aif, t_focus), atol=1e-6)
+
+
+def test_cost_support_takes_trust_from_a_fit_the_stack_does_not_support(lens, monkeypatch):
+    """Left plane fitted right (1.2 m), right plane fitted at 1.2 m instead of 3.0 m, both textured and passed by
+    the physics check: with ``propagate_cost_agreement`` the right plane loses its trust, the left keeps it."""
+    stack, aif, depth = _rendered_stack(lens, 48, 128)
+    fitted = np.full(depth.shape, 1.2, np.float32)
+    trust = _propagation_trust(lens, monkeypatch, stack, aif, fitted, np.full(depth.shape, 0.9, np.float32))
     left, right = (slice(10, -10), slice(8, 40)), (slice(10, -10), slice(88, 120))
     plain = trust()
     assert np.median(plain[left]) > 0.8 and np.median(plain[right]) > 0.5  # texture and the check trust both
