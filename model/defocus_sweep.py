@@ -64,6 +64,7 @@ from model.optics import ThinLensLike, coc_sigma_px
 from model.runners import Runner, RunnerWrapper
 
 __all__ = ["SweepConfig", "SweepLayer", "lens_tensor", "relative_blur_cost", "relative_blur_cost_of", "cost_support",
+           "CostGrid", "cost_grid",
            "sweep_depth", "graph_sweeps", "SweepingRunner"]
 
 CASCADE_MIN_STEP_PX = 1.0
@@ -425,6 +426,68 @@ def _check_working_range(working_range_m: tuple[float, float]) -> tuple[float, f
     return near, far
 
 
+@dataclass(frozen=True, eq=False)
+class CostGrid:
+    """A stack's relative-blur cost sampled on depths log-spaced over a working range (:func:`cost_grid`).
+
+    It depends only on the stack, the lens, the range and the sweep's settings, so one grid serves every depth
+    map scored against that stack (:mod:`model.refine` builds one per refinement and reuses it).
+
+    Attributes:
+        log_depths: ``(N,)`` natural log of the hypotheses' depths in metres, evenly spaced, near to far.
+        cost: float32 ``(N, H, W)``, the cost at each hypothesis (:func:`relative_blur_cost`); lower is better.
+    """
+
+    log_depths: np.ndarray
+    cost: np.ndarray
+
+    def at(self, depth_maps_m: np.ndarray) -> np.ndarray:
+        """The cost of whole depth maps ``(K, H, W)`` metres: each pixel's cost at its own depth, linear in
+        log-depth between samples (clamped to the range); float32 ``(K, H, W)``.
+
+        Raises:
+            ValueError: maps not ``(K, H, W)`` of the grid's size, not finite or not positive.
+        """
+        maps = _depth_maps(depth_maps_m, self.cost.shape[1:], "depth_maps_m")
+        return _cost_at(self.cost, self.log_depths, maps)
+
+    def support(self, depth_m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(agreement, distinctness)`` of a ``(H, W)`` depth map in metres, float32 ``(H, W)`` each in ``[0, 1]``
+        (see :func:`cost_support`)."""
+        if np.ndim(depth_m) != 2:
+            raise ValueError(f"depth_m must be (H, W), got shape {np.shape(depth_m)}")
+        at = self.at(np.asarray(depth_m)[None])[0]
+        mean, low = self.cost.mean(0).astype(np.float64), self.cost.min(0).astype(np.float64)
+        spread = mean - low
+        flat = spread < FLAT_COST_SPREAD
+        agreement = np.where(flat, 0.0, np.clip((mean - at) / np.where(flat, 1.0, spread), 0.0, 1.0))
+        distinctness = np.where(flat, 0.0, np.clip(spread / np.maximum(mean, FLAT_COST_SPREAD), 0.0, 1.0))
+        return agreement.astype(np.float32), distinctness.astype(np.float32)
+
+
+def cost_grid(
+    images: np.ndarray,
+    focus_m: Sequence[float] | np.ndarray,
+    lens: LensProfile,
+    working_range_m: tuple[float, float],
+    hypotheses: int = 96,
+    config: SweepConfig = SweepConfig(),
+) -> CostGrid:
+    """The stack's relative-blur cost at ``hypotheses`` depths log-spaced over ``working_range_m``.
+
+    Args:
+        images, focus_m, lens: the stack (see :func:`relative_blur_cost`).
+        working_range_m: ``(near, far)`` metres.
+        hypotheses: depths the cost is sampled at (>= 2).
+        config: window and blur pyramid.
+
+    Raises:
+        ValueError: a bad range or hypothesis count (or stack, see :func:`relative_blur_cost`).
+    """
+    log_hyp = _log_depth_grid(working_range_m, hypotheses)
+    return CostGrid(log_hyp, relative_blur_cost(images, focus_m, lens, np.exp(log_hyp).astype(np.float32), config))
+
+
 def relative_blur_cost_of(
     images: np.ndarray,
     focus_m: Sequence[float] | np.ndarray,
@@ -439,6 +502,8 @@ def relative_blur_cost_of(
     Evaluated on ``hypotheses`` depths log-spaced over ``working_range_m`` (:func:`relative_blur_cost`) and
     interpolated linearly in log-depth at each pixel's depth (clamped to the range). Needs no all-in-focus
     image, so it can arbitrate between depth maps whose AIFs differ (:mod:`model.refine`'s far start).
+    Scoring several maps against one stack at different times: build :func:`cost_grid` once and call its
+    :meth:`CostGrid.at`.
 
     Args:
         images, focus_m, lens: the stack (see :func:`relative_blur_cost`).
@@ -453,9 +518,8 @@ def relative_blur_cost_of(
     Raises:
         ValueError: maps not ``(K, H, W)`` of the stack's size, a bad range or hypothesis count.
     """
-    log_hyp = _log_depth_grid(working_range_m, hypotheses)
-    maps = _depth_maps(depth_maps_m, images, "depth_maps_m")
-    return _cost_at(_cost_on(images, focus_m, lens, log_hyp, config), log_hyp, maps)
+    maps = _depth_maps(depth_maps_m, np.shape(images)[1:3], "depth_maps_m")
+    return cost_grid(images, focus_m, lens, working_range_m, hypotheses, config).at(maps)
 
 
 def cost_support(
@@ -479,7 +543,8 @@ def cost_support(
 
     Both are 0 where the cost varies by less than :data:`FLAT_COST_SPREAD` over the depths (a flat region).
 
-    :mod:`model.refine` weighs the propagation's trust with them (``docs/refine.md``, "Trust from the sweep").
+    :mod:`model.refine` weighs the propagation's trust with them (``docs/refine.md``, "Trust from the sweep"),
+    through one :func:`cost_grid` per refinement (:meth:`CostGrid.support`).
 
     Args:
         images, focus_m, lens: the stack (see :func:`relative_blur_cost`).
@@ -491,25 +556,17 @@ def cost_support(
     Returns:
         ``(agreement, distinctness)``, float32 ``(H, W)`` each, in ``[0, 1]``.
     """
-    log_hyp = _log_depth_grid(working_range_m, hypotheses)
     if np.ndim(depth_m) != 2:
         raise ValueError(f"depth_m must be (H, W), got shape {np.shape(depth_m)}")
-    maps = _depth_maps(np.asarray(depth_m)[None], images, "depth_m")
-    cost = _cost_on(images, focus_m, lens, log_hyp, config)
-    at = _cost_at(cost, log_hyp, maps)[0]
-    mean, low = cost.mean(0).astype(np.float64), cost.min(0).astype(np.float64)
-    spread = mean - low
-    flat = spread < FLAT_COST_SPREAD
-    agreement = np.where(flat, 0.0, np.clip((mean - at) / np.where(flat, 1.0, spread), 0.0, 1.0))
-    distinctness = np.where(flat, 0.0, np.clip(spread / np.maximum(mean, FLAT_COST_SPREAD), 0.0, 1.0))
-    return agreement.astype(np.float32), distinctness.astype(np.float32)
+    _depth_maps(np.asarray(depth_m)[None], np.shape(images)[1:3], "depth_m")
+    return cost_grid(images, focus_m, lens, working_range_m, hypotheses, config).support(depth_m)
 
 
-def _depth_maps(depth_maps_m: np.ndarray, images: np.ndarray, name: str) -> np.ndarray:
-    """``(K, H, W)`` float32 metres, checked against the stack's size (errors name the argument ``name``)."""
+def _depth_maps(depth_maps_m: np.ndarray, shape_hw: Sequence[int], name: str) -> np.ndarray:
+    """``(K, H, W)`` float32 metres, checked against the image size ``shape_hw`` (errors name the argument ``name``)."""
     maps = np.asarray(depth_maps_m, np.float32)
-    if maps.ndim != 3 or maps.shape[1:] != np.shape(images)[1:3]:
-        raise ValueError(f"{name} must be (K, H, W) with (H, W) = {np.shape(images)[1:3]}, got {maps.shape}")
+    if maps.ndim != 3 or maps.shape[1:] != tuple(shape_hw):
+        raise ValueError(f"{name} must be (K, H, W) with (H, W) = {tuple(shape_hw)}, got {maps.shape}")
     if not (np.all(np.isfinite(maps)) and np.all(maps > 0)):
         raise ValueError(f"{name} must be finite and positive")
     return maps
@@ -521,12 +578,6 @@ def _log_depth_grid(working_range_m: tuple[float, float], hypotheses: int) -> np
     if int(hypotheses) < 2:
         raise ValueError(f"hypotheses must be >= 2, got {hypotheses}")
     return np.linspace(math.log(near), math.log(far), int(hypotheses))
-
-
-def _cost_on(images: np.ndarray, focus_m: Sequence[float] | np.ndarray, lens: LensProfile, log_hyp: np.ndarray,
-             config: SweepConfig) -> np.ndarray:
-    """The ``(N, H, W)`` relative-blur cost at the depths ``exp(log_hyp)``."""
-    return relative_blur_cost(images, focus_m, lens, np.exp(log_hyp).astype(np.float32), config)
 
 
 def _cost_at(cost: np.ndarray, log_hyp: np.ndarray, maps: np.ndarray) -> np.ndarray:

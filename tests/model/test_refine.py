@@ -200,8 +200,8 @@ def test_propagation_trusts_only_pixels_with_their_own_texture(lens, monkeypatch
     monkeypatch.setattr(RefiningRunner, "_check", lambda self, *a: SimpleNamespace(
         confidence=conf.copy(), residual=np.zeros((h, w), np.float32), rendered=stack.copy()))
 
-    def trust(tau):
-        cfg = RefineConfig(propagate_texture_tau=tau, median_radius=0)
+    def trust(tau):  # the texture term alone (identical frames give the relative-blur cost nothing to agree with)
+        cfg = RefineConfig(propagate_texture_tau=tau, median_radius=0, propagate_cost_agreement=False)
         RefiningRunner(_FakeRunner(lens), cfg).refine(stack, FOCUS, Prediction(depth_m=depth, aif=aif))
         return seen["trust"]
 
@@ -268,7 +268,9 @@ def test_focus_texture_source_distrusts_a_halo_that_the_fitted_aif_shows_texture
     stack[0, :, 24:] = 0.5  # the frame focused at 1.0 m: the band is flat
     depth = np.full((h, w), 1.0, np.float32)
     trust = _propagation_trust(lens, monkeypatch, stack, aif, depth, np.full((h, w), 0.9, np.float32))
-    t_aif, t_focus, t_both = (trust(propagate_texture_from=src) for src in ("aif", "focus", "both"))
+    # the texture term alone (this made-up stack gives the relative-blur cost nothing to agree with)
+    t_aif, t_focus, t_both = (trust(propagate_texture_from=src, propagate_cost_agreement=False)
+                              for src in ("aif", "focus", "both"))
     assert np.all(t_aif > 0.85)  # the AIF looks textured everywhere
     assert np.all(t_focus[:, 27:] < 1e-6) and np.all(t_focus[:, :21] > 0.85)
     np.testing.assert_allclose(t_both, np.minimum(t_aif, t_focus), atol=1e-6)
@@ -276,14 +278,16 @@ def test_focus_texture_source_distrusts_a_halo_that_the_fitted_aif_shows_texture
 
 def test_cost_support_takes_trust_from_a_fit_the_stack_does_not_support(lens, monkeypatch):
     """Left plane fitted right (1.2 m), right plane fitted at 1.2 m instead of 3.0 m, both textured and passed by
-    the physics check: with ``propagate_cost_agreement`` the right plane loses its trust, the left keeps it."""
+    the physics check: with ``propagate_cost_agreement`` (the default) the right plane loses its trust, the left
+    keeps it."""
     stack, aif, depth = _rendered_stack(lens, 48, 128)
     fitted = np.full(depth.shape, 1.2, np.float32)
     trust = _propagation_trust(lens, monkeypatch, stack, aif, fitted, np.full(depth.shape, 0.9, np.float32))
     left, right = (slice(10, -10), slice(8, 40)), (slice(10, -10), slice(88, 120))
-    plain = trust()
+    plain = trust(propagate_cost_agreement=False)
     assert np.median(plain[left]) > 0.8 and np.median(plain[right]) > 0.5  # texture and the check trust both
-    agree = trust(propagate_cost_agreement=True)
+    assert RefineConfig().propagate_cost_agreement and RefineConfig().propagate_cost_distinct == 0.0
+    agree = trust()
     assert np.median(agree[left]) > 0.6 and np.median(agree[right]) < 0.2
     assert np.all(agree <= plain + 1e-9)
     both = trust(propagate_cost_agreement=True, propagate_cost_distinct=0.3)
@@ -426,3 +430,33 @@ def test_far_start_recovers_a_surface_beyond_the_farthest_focus_and_keeps_a_near
         RefineConfig(far_start=1.5).validate()
     with pytest.raises(ValueError, match="far_start_min_gain"):
         RefineConfig(far_start_min_gain=1.0).validate()
+
+
+def test_one_refinement_computes_the_stacks_relative_blur_cost_once(lens, monkeypatch):
+    # two starts (far-start arbitration) and cost-support trust in all four propagations all read one cost grid;
+    # the depth is the same as with a grid made afresh at every use
+    import model.defocus_sweep as sweep
+
+    stack, _, _ = _rendered_stack(lens, h=32, w=32)
+    cfg = RefineConfig(scales=(1.0,), iterations=(3,), second_scales=(1.0,), second_iterations=(2,), max_radius_px=12,
+                       far_start=0.8, propagate_cost_agreement=True, propagate_cost_distinct=0.3, median_radius=0)
+    made = []
+    real = sweep.cost_grid
+    monkeypatch.setattr(sweep, "cost_grid", lambda *a, **k: made.append(1) or real(*a, **k))
+    runner = RefiningRunner(_FakeRunner(lens), cfg)
+    shared = runner.predict(stack, FOCUS).depth_m
+    assert len(made) == 1
+
+    class _Fresh:  # a grid made afresh at every use, as before the cache
+        def __init__(self, *args):
+            self.args = args
+
+        def get(self):
+            return real(*self.args)
+
+    import model.refine as refine_module
+
+    monkeypatch.setattr(refine_module, "_LazyCostGrid", _Fresh)
+    made.clear()
+    fresh = RefiningRunner(_FakeRunner(lens), cfg).predict(stack, FOCUS).depth_m
+    assert np.array_equal(shared, fresh)
