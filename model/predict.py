@@ -70,6 +70,7 @@ class PredictConfig:
     refine_blur_scale: float = 1.08  # model.refine.DISC_MATCHED_SIGMA_SCALE
     refine_far_start: float | None = None  # None: model.refine.RefineConfig's default
     refine_texture: str | None = None  # RefineConfig.propagate_texture_from; None: its default
+    refine_cost_trust: bool | None = None  # RefineConfig.propagate_cost_agreement; None: its default (on)
     sweep: bool = False  # model.defocus_sweep around the network's depth (not with refine)
     max_size: int = DEFAULT_MAX_SIZE
 
@@ -141,6 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --refine: where the propagation measures the texture that makes a fitted pixel "
                         "trusted: the fitted AIF, the frame focused at the pixel's fitted depth, or both (the "
                         "smaller; default, guards against halos of near objects on textureless walls)")
+    p.add_argument("--refine-no-cost-trust", dest="refine_cost_trust", action="store_false", default=None,
+                   help="with --refine: do not weigh the propagation's trust by the agreement of the fitted depth with "
+                        "the stack's own relative-blur cost (on by default: it keeps wrong fits from spreading)")
     return p
 
 
@@ -422,6 +426,8 @@ def _make_runner(cfg: PredictConfig):
             refine_cfg = replace(refine_cfg, far_start=cfg.refine_far_start)
         if cfg.refine_texture is not None:
             refine_cfg = replace(refine_cfg, propagate_texture_from=cfg.refine_texture)
+        if cfg.refine_cost_trust is not None:
+            refine_cfg = replace(refine_cfg, propagate_cost_agreement=cfg.refine_cost_trust)
         runner = RefiningRunner(runner, refine_cfg, device=cfg.device, progress=True)
     return runner
 
@@ -481,7 +487,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = PredictConfig(data=args.data, out=args.out, model=args.model, runtime=args.runtime, figures=args.figures,
                         overwrite=args.overwrite, ignore_lens=args.ignore_lens, device=args.device, refine=args.refine,
                         refine_blur_scale=args.refine_blur_scale, refine_far_start=args.refine_far_start,
-                        refine_texture=args.refine_texture, sweep=args.sweep, max_size=args.max_size)
+                        refine_texture=args.refine_texture, refine_cost_trust=args.refine_cost_trust,
+                        sweep=args.sweep, max_size=args.max_size)
     report = predict_folder(cfg)
     line = f"wrote {len(report.written)} prediction folder(s) under {cfg.out}"
     if report.skipped:

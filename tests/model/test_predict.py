@@ -328,16 +328,20 @@ def test_refine_options_reach_the_refiner(tmp_path, tiny_checkpoint):
     from model.refine import RefineConfig, RefiningRunner
 
     base = dict(data=tmp_path, out=tmp_path / "out", model=tiny_checkpoint, runtime="torch", refine=True)
-    runner = _make_runner(PredictConfig(**base, refine_far_start=0.7, refine_blur_scale=1.0, refine_texture="aif"))
+    runner = _make_runner(PredictConfig(**base, refine_far_start=0.7, refine_blur_scale=1.0, refine_texture="aif",
+                                        refine_cost_trust=False))
     assert isinstance(runner, RefiningRunner)
     assert runner.config.far_start == 0.7 and runner.config.psf_sigma_scale == 1.0
-    assert runner.config.propagate_texture_from == "aif"
+    assert runner.config.propagate_texture_from == "aif" and runner.config.propagate_cost_agreement is False
     default = _make_runner(PredictConfig(**base)).config  # no flag: the refiner's defaults
     assert default.far_start == RefineConfig().far_start
     assert default.propagate_texture_from == RefineConfig().propagate_texture_from
+    assert default.propagate_cost_agreement is RefineConfig().propagate_cost_agreement is True
     args = build_parser().parse_args(["--data", str(tmp_path), "--out", str(tmp_path / "o"), "--refine-far-start", "0",
-                                      "--refine-texture", "focus"])
-    assert args.refine_far_start == 0.0 and args.refine_texture == "focus"
+                                      "--refine-texture", "focus", "--refine-no-cost-trust"])
+    assert args.refine_far_start == 0.0 and args.refine_texture == "focus" and args.refine_cost_trust is False
+    plain = build_parser().parse_args(["--data", str(tmp_path), "--out", str(tmp_path / "o")])
+    assert plain.refine_cost_trust is None
     with pytest.raises(SystemExit) as e:  # argparse names the choices
         build_parser().parse_args(["--data", str(tmp_path), "--out", str(tmp_path / "o"), "--refine-texture", "x"])
     assert e.value.code == 2
