@@ -2,8 +2,9 @@
 
 One 5-frame stack (a procedural scene rendered for the shipped lens at --size), the shipped model:
 network + physics check (what ``model.predict`` does) against network + refinement + propagation
-(``model.predict --refine``: two starts, the default) and the same from the network's depth alone
-(``--refine-far-start 0``). Prints medians over --repeats runs and the ratios.
+(``model.predict --refine``: two starts, the default), the same from the network's depth alone
+(``--refine-far-start 0``) and the default without the cost-agreement trust (``--refine-no-cost-trust``).
+Prints medians over --repeats runs and the ratios.
 
 usage: python benchmarks/bench_refine.py [--size 320x240] [--repeats 3] [--threads 2] [--device cpu|cuda]
 """
@@ -52,6 +53,7 @@ def main() -> int:
     base = TorchRunner(device=a.device)
     refined = RefiningRunner(base, device=a.device)
     single = RefiningRunner(base, RefineConfig(far_start=0.0), device=a.device)
+    no_cost = RefiningRunner(base, RefineConfig(propagate_cost_agreement=False), device=a.device)
 
     def timed(fn) -> float:
         fn()  # warm-up
@@ -65,11 +67,13 @@ def main() -> int:
     t_net = timed(lambda: base.predict(stack, focus))
     t_one = timed(lambda: single.predict(stack, focus))
     t_ref = timed(lambda: refined.predict(stack, focus))
+    t_nc = timed(lambda: no_cost.predict(stack, focus))
     print(f"5x{h}x{w}, {a.device}, threads {torch.get_num_threads()}, median of {a.repeats}")
     print(f"network + physics check                 {t_net * 1e3:9.0f} ms")
     print(f"network + refine, one start             {t_one * 1e3:9.0f} ms   ({t_one / t_net:.1f}x the network)")
     print(f"network + refine, two starts (default)  {t_ref * 1e3:9.0f} ms   ({t_ref / t_net:.1f}x the network, "
           f"{t_ref / t_one:.2f}x one start)")
+    print(f"  the same without cost-agreement trust  {t_nc * 1e3:9.0f} ms   (default / this: {t_ref / t_nc:.3f}x)")
     return 0
 
 
