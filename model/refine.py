@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
@@ -31,6 +31,10 @@ from model.depth_filters import aif_texture, focus_texture, weighted_median_dept
 from model.depth_propagation import PROPAGATE_SPACES, propagate_depth
 from model.losses import LossWeights
 from model.runners import Prediction, Runner, RunnerWrapper, check_stack_input
+
+if TYPE_CHECKING:
+    from model.defocus_sweep import CostGrid
+    from model.lens import LensProfile
 
 __all__ = [
     "RefineConfig",
@@ -358,8 +362,7 @@ class RefiningRunner(RunnerWrapper):
         return replace(pred, depth_m=depth, aif=aif, confidence=chk.confidence, residual=chk.residual, rendered=chk.rendered)
 
     def _refine_from(self, images: np.ndarray, focus_m: Sequence[float], depth: np.ndarray, aif: np.ndarray,
-                     tick: Callable[[int, float], None] | None,
-                     grid: _LazyCostGrid | None = None) -> tuple[np.ndarray, np.ndarray]:
+                     tick: Callable[[int, float], None] | None, grid: _LazyCostGrid) -> tuple[np.ndarray, np.ndarray]:
         """Fit, propagate and filter from ``depth`` ``(H, W)`` metres and ``aif`` ``(H, W, 3)``, then (second
         pass) once more from that result; returns the refined ``(depth, aif)``."""
         near_m, far_m = self.working_range_m
@@ -383,9 +386,9 @@ class RefiningRunner(RunnerWrapper):
         return far if mean_far < (1.0 - self.config.far_start_min_gain) * mean_first else first
 
     def _fill(self, images: np.ndarray, focus_m: Sequence[float], depth: np.ndarray, aif: np.ndarray,
-              grid: _LazyCostGrid | None = None) -> np.ndarray:
+              grid: _LazyCostGrid) -> np.ndarray:
         """Propagate into untrusted pixels and filter, as configured; returns the ``(H, W)`` depth, metres.
-        ``grid``: the stack's relative-blur cost, if one was made already (else made here when needed)."""
+        ``grid``: the stack's relative-blur cost (made on first use, shared by the whole refinement)."""
         near_m, far_m = self.working_range_m
         cfg = self.config
         if cfg.propagate and cfg.propagate_strength > 0:
@@ -393,8 +396,6 @@ class RefiningRunner(RunnerWrapper):
             if cfg.propagate_texture_tau > 0:
                 trust = trust * -np.expm1(-self._texture(images, focus_m, depth, aif) / cfg.propagate_texture_tau)
             if cfg.propagate_cost_agreement or cfg.propagate_cost_distinct > 0:
-                if grid is None:
-                    grid = _LazyCostGrid(images, focus_m, self.lens, self.working_range_m)
                 trust = trust * self._cost_support(grid, depth)
             depth = propagate_depth(depth, aif, trust, cfg.propagate_strength,
                                     cfg.propagate_colour_sigma, cfg.propagate_confidence_power,
@@ -434,12 +435,12 @@ class _LazyCostGrid:
     reused: it depends on the stack, lens and working range only, so one refinement needs it once (the far
     start's arbitration and, with ``propagate_cost_*``, every propagation)."""
 
-    def __init__(self, images: np.ndarray, focus_m: Sequence[float], lens: object,
+    def __init__(self, images: np.ndarray, focus_m: Sequence[float], lens: LensProfile,
                  working_range_m: tuple[float, float]) -> None:
         self._args = (images, focus_m, lens, working_range_m)
-        self._grid = None
+        self._grid: CostGrid | None = None
 
-    def get(self):
+    def get(self) -> CostGrid:
         """The :class:`model.defocus_sweep.CostGrid` (computed on the first call)."""
         if self._grid is None:
             from model.defocus_sweep import cost_grid
