@@ -95,3 +95,16 @@ def test_relblur_recipe_is_lens_aware_plus_the_relative_blur_term():
     changed = {k for k in a if a[k] != b[k]}
     assert changed == {"out_dir", "loss"}
     assert {k for k in a["loss"] if a["loss"][k] != b["loss"][k]} == {"relblur"}
+
+
+def test_gpu_relblur_config_is_the_relblur_recipe_on_the_gpu_generator():
+    """gpu_relblur.yaml (scripts/gpu_session.sh) loads and validates: relblur.yaml's lens-aware recipe, the relative-
+    blur term, stacks made on the training device."""
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "model" / "configs" / "gpu_relblur.yaml"
+    cfg = load_config(TrainConfig, path)
+    cfg.validate()
+    assert cfg.lens_aware and cfg.freeze_bn and cfg.loss.relblur == 3000.0
+    assert (cfg.data, cfg.device, cfg.num_workers, cfg.amp) == ("gpu_synthetic", "cuda", 0, True)
+    assert cfg.val_suite == "data/suite_tune3" and cfg.init == "model/default/daifnet.pt"
