@@ -9,8 +9,8 @@ disc-matched Gaussian, :func:`disc_matched_sigma_scale`) times ``c / (4 p)``
 neighbourhood has texture (:func:`aif_texture`, :func:`focus_texture`) and whose depth the stack's own relative-blur
 cost agrees with (:func:`model.defocus_sweep.cost_support`) into textureless regions, and :func:`weighted_median_depth`
 (:mod:`model.depth_filters`) removes speckles and halos; a second, shorter fit starts from that result.
-All of it runs once more from a far constant depth, and the result the stack's relative blur prefers is kept
-(:attr:`RefineConfig.far_start`). :class:`RefiningRunner` wraps any runner with all of it.
+All of it runs once more from a far constant depth, and the result the stack's relative blur consistently prefers
+is kept (:attr:`RefineConfig.far_start`). :class:`RefiningRunner` wraps any runner with all of it.
 
 Why each setting is what it is (the tuning log: measurements on the tuning sets, the blur model, costs)
 is in ``docs/refine.md``. About 40 s per 5 x 240 x 320 stack and start on two CPU threads (two starts by default,
@@ -48,6 +48,7 @@ __all__ = [
     "aif_texture",
     "focus_texture",
     "TEXTURE_SOURCES",
+    "block_t_statistic",
 ]
 
 DISC_MATCHED_SIGMA_SCALE: float = 1.08
@@ -98,11 +99,19 @@ class RefineConfig:
         far_start: when > 0, everything above runs a second time from a constant depth of ``far_start``
             times the working range's far end, and the result of that run replaces the first one's when its
             mean relative-blur cost over the image (:func:`model.defocus_sweep.relative_blur_cost_of`, which
-            needs no AIF) is lower by at least ``far_start_min_gain`` of the first's: from the network's guess
-            the fit cannot leave a wrong, nearer basin on surfaces beyond the farthest focus, where the
-            re-rendering loss barely tells the two apart (``docs/refine.md``, "Two starts"). 0: one start
+            needs no AIF) is lower by at least ``far_start_min_gain`` of the first's and, with
+            ``far_start_min_t``, consistently lower over the image: from the network's guess the fit cannot leave
+            a wrong, nearer basin on surfaces beyond the farthest focus, where the re-rendering loss barely
+            tells the two apart (``docs/refine.md``, "Two starts" and "A consistency test"). 0: one start
             (twice the cost otherwise).
-        far_start_min_gain: see ``far_start`` (a fraction in ``[0, 1)``).
+        far_start_min_gain: see ``far_start`` (a fraction in ``[0, 1)``; 0: any gain).
+        far_start_min_t: when > 0, the far start's result must be consistently cheaper over the image: the
+            cost difference (first minus far) averaged over non-overlapping ``far_start_block`` x
+            ``far_start_block`` pixel blocks must have a t statistic (mean over its standard error,
+            :func:`block_t_statistic`) above this. Default 3 with no minimum gain: beyond the farthest focus the
+            right depth is cheaper by only 1-3 % but in nearly every block (tuning split, ``docs/refine.md``).
+            0: the mean gain alone decides (the rule before, with gain 0.1).
+        far_start_block: side of those blocks, pixels (the cost's own window: neighbouring blocks share little).
     """
 
     scales: tuple[float, ...] = (0.25, 0.5, 1.0)
@@ -128,7 +137,9 @@ class RefineConfig:
     second_scales: tuple[float, ...] = (0.5, 1.0)
     second_iterations: tuple[int, ...] = (30, 15)
     far_start: float = 0.8
-    far_start_min_gain: float = 0.1
+    far_start_min_gain: float = 0.0
+    far_start_min_t: float = 3.0
+    far_start_block: int = 15
 
     def validate(self) -> None:
         """Raise ``ValueError`` for settings that cannot work."""
@@ -168,6 +179,12 @@ class RefineConfig:
             raise ValueError(f"refine: far_start must be in [0, 1] (0: off), got {self.far_start}")
         if not (math.isfinite(self.far_start_min_gain) and 0.0 <= self.far_start_min_gain < 1.0):
             raise ValueError(f"refine: far_start_min_gain must be in [0, 1), got {self.far_start_min_gain}")
+        if not (math.isfinite(self.far_start_min_t) and self.far_start_min_t >= 0.0):
+            raise ValueError(f"refine: far_start_min_t must be a number >= 0 (0: off), got {self.far_start_min_t}")
+        if isinstance(self.far_start_block, bool) or not isinstance(self.far_start_block, int) or not (
+                1 <= self.far_start_block <= 256):
+            raise ValueError(f"refine: far_start_block must be a whole number of pixels in [1, 256], got "
+                             f"{self.far_start_block!r}")
         if not 1 <= self.max_radius_px <= 64:
             raise ValueError(f"refine: max_radius_px must be in [1, 64], got {self.max_radius_px}")
 
@@ -379,11 +396,18 @@ class RefiningRunner(RunnerWrapper):
     def _arbitrate(self, grid: _LazyCostGrid, first: tuple[np.ndarray, np.ndarray],
                    far: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """The far start's ``(depth, aif)`` when its mean relative-blur cost is lower than the first start's by
-        at least ``far_start_min_gain`` of it, else the first start's (whole maps: chosen per pixel or per
-        61 x 61 region, the choice followed the cost's noise, ``docs/refine.md``)."""
+        at least ``far_start_min_gain`` of it (and, with ``far_start_min_t``, consistently so over the image's
+        blocks), else the first start's (whole maps: chosen per pixel or per 61 x 61 region, the choice followed
+        the cost's noise, ``docs/refine.md``)."""
+        cfg = self.config
         cost = grid.get().at(np.stack([first[0], far[0]]))
         mean_first, mean_far = float(cost[0].mean()), float(cost[1].mean())
-        return far if mean_far < (1.0 - self.config.far_start_min_gain) * mean_first else first
+        if not mean_far < (1.0 - cfg.far_start_min_gain) * mean_first:
+            return first
+        if cfg.far_start_min_t > 0:
+            if not block_t_statistic(cost[0] - cost[1], cfg.far_start_block) > cfg.far_start_min_t:
+                return first
+        return far
 
     def _fill(self, images: np.ndarray, focus_m: Sequence[float], depth: np.ndarray, aif: np.ndarray,
               grid: _LazyCostGrid) -> np.ndarray:
@@ -428,6 +452,27 @@ class RefiningRunner(RunnerWrapper):
 
         return check_prediction(images, focus_m, aif, depth, self.lens, device=self.device,
                                 blur_scale=self.config.psf_sigma_scale)
+
+
+def block_t_statistic(diff: np.ndarray, block: int) -> float:
+    """How consistently ``diff`` ``(H, W)`` is positive over the image: the means of its non-overlapping ``block`` x
+    ``block`` pixel blocks (the last partial row and column of blocks left out), their mean divided by its standard
+    error (``std / sqrt(blocks)``, ``ddof=1``).
+
+    0 with fewer than two whole blocks or where every block mean is 0; +-inf where the block means are all equal
+    and not 0.
+    """
+    d = np.asarray(diff, np.float64)
+    if d.ndim != 2 or int(block) < 1:
+        raise ValueError(f"diff must be (H, W) and block >= 1, got shape {d.shape} and block {block}")
+    hb, wb = d.shape[0] // block, d.shape[1] // block
+    if hb * wb < 2:
+        return 0.0
+    means = d[:hb * block, :wb * block].reshape(hb, block, wb, block).mean(axis=(1, 3)).ravel()
+    mean, sd = float(means.mean()), float(means.std(ddof=1))
+    if sd == 0.0:
+        return 0.0 if mean == 0.0 else math.copysign(math.inf, mean)
+    return mean / (sd / math.sqrt(means.size))
 
 
 class _LazyCostGrid:

@@ -333,7 +333,8 @@ def test_second_pass_starts_from_the_propagated_and_filtered_depth(lens, monkeyp
     RefiningRunner(_FakeRunner(lens), replace(cfg, far_start=0.8)).refine(stack, FOCUS, Prediction(depth_m=depth, aif=aif))
     assert [c[1:] for c in calls] == [((0.5, 1.0), (4, 2)), ((1.0,), (3,))] * 2
     np.testing.assert_allclose(calls[2][0], np.full_like(depth, 0.8 * 12.0), rtol=1e-6)
-    assert RefineConfig().far_start == 0.8 and RefineConfig().far_start_min_gain == 0.1
+    assert RefineConfig().far_start == 0.8 and RefineConfig().far_start_min_gain == 0.0
+    assert RefineConfig().far_start_min_t == 3.0 and RefineConfig().far_start_block == 15
     with pytest.raises(ValueError, match="second_scales and second_iterations"):
         RefineConfig(second_scales=(1.0,), second_iterations=(1, 2)).validate()
     with pytest.raises(ValueError, match="second_scales must be"):
@@ -408,7 +409,8 @@ def test_refining_runner_wraps_any_runtime(lens):
 def test_far_start_recovers_a_surface_beyond_the_farthest_focus_and_keeps_a_near_one(lens, depth_m):
     # a textured plane rendered with the thin lens's disc (the evaluation renderer); the "network" says 2 m.
     # Beyond the farthest focus (6 m) the fit from 2 m stalls far too near (measured: 5.7 m for 9 m); from
-    # the far start it reaches 8.9 m and the relative-blur cost picks it (by more than the default 10 % gain).
+    # the far start it reaches 8.9 m and the relative-blur cost picks it (consistently cheaper over the image,
+    # the default test).
     # At 1.2 m the far start's result is costlier and the first start's stays.
     from model.synth.layered import render_stack_layered
     from model.synth.textures import random_texture
@@ -460,3 +462,69 @@ def test_one_refinement_computes_the_stacks_relative_blur_cost_once(lens, monkey
     made.clear()
     fresh = RefiningRunner(_FakeRunner(lens), cfg).predict(stack, FOCUS).depth_m
     assert np.array_equal(shared, fresh)
+
+
+def test_block_t_statistic_measures_how_consistently_a_difference_is_positive():
+    from model.refine import block_t_statistic
+
+    rng = np.random.default_rng(0)
+    noise = rng.normal(0.0, 1.0, (60, 90))
+    assert abs(block_t_statistic(noise, 15)) < 3.5  # 24 blocks of pure noise
+    assert block_t_statistic(noise + 1.0, 15) > 20  # a small, everywhere-positive shift is highly consistent
+    assert block_t_statistic(-(noise + 1.0), 15) < -20
+    # one block carrying the whole difference: same mean, not consistent
+    lump = np.zeros((60, 90))
+    lump[:15, :15] = 24.0
+    assert block_t_statistic(lump, 15) == pytest.approx(1.0)  # mean 1, standard error 1 over 24 blocks
+    # the block means by hand (partial blocks at the border left out)
+    d = rng.normal(0.5, 1.0, (32, 47))
+    means = d[:30, :45].reshape(2, 15, 3, 15).mean(axis=(1, 3)).ravel()
+    want = means.mean() / (means.std(ddof=1) / np.sqrt(6))
+    assert block_t_statistic(d, 15) == pytest.approx(want)
+    assert block_t_statistic(np.ones((14, 14)), 15) == 0.0  # no whole block
+    assert block_t_statistic(np.zeros((30, 30)), 15) == 0.0
+    assert block_t_statistic(np.full((30, 30), 2.0), 15) == np.inf
+    with pytest.raises(ValueError, match="diff must be"):
+        block_t_statistic(np.ones(10), 3)
+
+
+class _StubGrid:
+    """A _LazyCostGrid stand-in: the cost of a map is given per map (first, far)."""
+
+    def __init__(self, costs):
+        self.costs = costs
+
+    def get(self):
+        return self
+
+    def at(self, maps):
+        return np.stack(self.costs)
+
+
+def test_far_start_arbitration_with_a_consistency_test(lens):
+    rng = np.random.default_rng(1)
+    h, w = 60, 90
+    first = (np.full((h, w), 1.0, np.float32), np.zeros((h, w, 3), np.float32))
+    far = (np.full((h, w), 9.0, np.float32), np.zeros((h, w, 3), np.float32))
+    base = 1.0 + 0.1 * rng.random((h, w))
+    small_consistent = _StubGrid([base, base * 0.98])  # 2 % cheaper everywhere
+    big_lump = np.array(base)
+    big_lump[:15, :45] -= 0.96  # 11 % cheaper on average, all of it in 3 of the 24 blocks (t about 1.8)
+    lumped = _StubGrid([base, big_lump])
+    # the rule before: a mean gain of 10 %
+    gain_rule = RefiningRunner(_FakeRunner(lens), RefineConfig(far_start_min_gain=0.1, far_start_min_t=0.0))
+    t_rule = RefiningRunner(_FakeRunner(lens), RefineConfig())  # the default: consistency, no minimum gain
+    both = RefiningRunner(_FakeRunner(lens), RefineConfig(far_start_min_gain=0.1, far_start_min_t=3.0))
+    assert gain_rule._arbitrate(small_consistent, first, far) is first  # 2 % is below the gain
+    assert t_rule._arbitrate(small_consistent, first, far) is far  # but consistent over the image
+    assert gain_rule._arbitrate(lumped, first, far) is far  # a large mean gain from one region
+    assert t_rule._arbitrate(lumped, first, far) is first  # is not consistent
+    assert both._arbitrate(lumped, first, far) is first and both._arbitrate(small_consistent, first, far) is first
+    worse = _StubGrid([base, base * 1.02])
+    assert t_rule._arbitrate(worse, first, far) is first and gain_rule._arbitrate(worse, first, far) is first
+    with pytest.raises(ValueError, match="far_start_min_t"):
+        RefineConfig(far_start_min_t=-1.0).validate()
+    with pytest.raises(ValueError, match="far_start_min_t"):
+        RefineConfig(far_start_min_t=float("nan")).validate()
+    with pytest.raises(ValueError, match="far_start_block"):
+        RefineConfig(far_start_block=0).validate()
