@@ -65,6 +65,7 @@ log="$out/session.log"
     for f in config.yaml lens.json best.pt; do
         [ -f "$run_dir/$f" ] && cp "$run_dir/$f" "$out/"
     done
+    rm -f "$out"/last.pt.part-*  # parts of an earlier piece would join into a corrupt checkpoint
     if [ -f "$run_dir/last.pt" ]; then
         split -b 15M -d -a 2 "$run_dir/last.pt" "$out/last.pt.part-"
         echo "== last.pt: $(stat -c %s "$run_dir/last.pt") bytes in $(ls "$out"/last.pt.part-* | wc -l) parts"

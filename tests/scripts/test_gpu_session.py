@@ -54,10 +54,14 @@ def test_a_piece_trains_and_its_checkpoint_comes_out_in_parts_then_resumes(tmp_p
     assert "finished its schedule" in (out / "session.log").read_text()
 
     out2 = tmp_path / "out2"
+    out2.mkdir()
+    (out2 / "last.pt.part-07").write_bytes(b"stale part of an earlier piece")  # must not survive into the join
     r2 = _run(tmp_path, out2, "600", steps=3)
     assert r2.returncode == 0, r2.stdout[-3000:] + r2.stderr[-3000:]
     assert "resumed from" in r2.stdout and "at step 2" in r2.stdout
     assert read_checkpoint(tmp_path / "run" / "last.pt")["step"] == 3
+    parts2 = sorted(out2.glob("last.pt.part-*"))
+    assert b"".join(p.read_bytes() for p in parts2) == (tmp_path / "run" / "last.pt").read_bytes()
 
 
 @pytest.mark.parametrize("arg", ["abc", "10", "-5"])
