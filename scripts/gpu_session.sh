@@ -19,12 +19,39 @@
 # e.g. "device=cpu steps=3" for a dry run on a machine without a GPU), GPU_SESSION_RUN_DIR (default runs/gpu_relblur),
 # GPU_SESSION_SUITE (the tuning folder, default data/suite_tune3), GPU_SESSION_BENCH=0 (skip step 3).
 #
-# Back on the development machine, resume material for the next piece (carry runs/gpu_relblur with the next call):
-#   mkdir -p runs/gpu_relblur && cat FILES_AT/last.pt.part-* > runs/gpu_relblur/last.pt
-#   cp FILES_AT/config.yaml FILES_AT/lens.json runs/gpu_relblur/ && cp FILES_AT/best.pt runs/gpu_relblur/best.pt
-# (best.pt: keep the newest piece's; the trainer keeps the best tuning-split AbsRel in last.pt and only writes a
-# better one.)
+# Back on the development machine, put the piece where the next one resumes from (carry runs/gpu_relblur with the
+# next call):
+#   bash scripts/gpu_session.sh --join FILES_AT [RUN_DIR]
+# joins the parts into RUN_DIR/last.pt (default runs/gpu_relblur) only if their SHA-256 matches the one session.log
+# recorded (temp file, then rename: a bad transfer leaves the old last.pt), and copies config.yaml, lens.json and
+# best.pt beside it (best.pt: the newest piece's; the trainer keeps the best tuning-split AbsRel in last.pt and only
+# writes a better one).
 set -uo pipefail
+
+if [ "${1:-}" = "--join" ]; then
+    from=${2:?"usage: gpu_session.sh --join FILES_AT [RUN_DIR]"}
+    dest=${3:-runs/gpu_relblur}
+    want=$(grep -o 'last.pt sha256 [0-9a-f]*' "$from/session.log" 2>/dev/null | tail -1 | cut -d' ' -f3)
+    parts=("$from"/last.pt.part-*)
+    if [ -z "$want" ] || [ ! -f "${parts[0]}" ]; then
+        echo "gpu_session.sh --join: $from has no last.pt parts or no checksum in session.log" >&2
+        exit 2
+    fi
+    mkdir -p "$dest" && cat "${parts[@]}" > "$dest/.last.pt.joining" || exit 3
+    got=$(sha256sum "$dest/.last.pt.joining" | cut -d' ' -f1)
+    if [ "$got" != "$want" ]; then
+        rm -f "$dest/.last.pt.joining"
+        echo "gpu_session.sh --join: the joined parts in $from do not match the recorded checksum ($got, want $want);" \
+             "$dest/last.pt left as it was" >&2
+        exit 4
+    fi
+    mv "$dest/.last.pt.joining" "$dest/last.pt"
+    for f in config.yaml lens.json best.pt; do
+        [ -f "$from/$f" ] && cp "$from/$f" "$dest/.$f.tmp" && mv "$dest/.$f.tmp" "$dest/$f"
+    done
+    echo "joined $((${#parts[@]})) parts into $dest/last.pt (sha256 $got)"
+    exit 0
+fi
 
 secs=${1:-420}
 if ! [[ "$secs" =~ ^[0-9]+$ ]] || [ "$secs" -lt 30 ]; then
@@ -69,6 +96,7 @@ log="$out/session.log"
     if [ -f "$run_dir/last.pt" ]; then
         split -b 15M -d -a 2 "$run_dir/last.pt" "$out/last.pt.part-"
         echo "== last.pt: $(stat -c %s "$run_dir/last.pt") bytes in $(ls "$out"/last.pt.part-* | wc -l) parts"
+        echo "== last.pt sha256 $(sha256sum "$run_dir/last.pt" | cut -d' ' -f1)"
     fi
     ls -la "$out"
     [ "$rc" -eq 124 ] && rc=0  # a piece ended by its time limit is the normal case

@@ -52,6 +52,20 @@ def test_a_piece_trains_and_its_checkpoint_comes_out_in_parts_then_resumes(tmp_p
     assert joined.read_bytes() == (tmp_path / "run" / "last.pt").read_bytes()
     assert read_checkpoint(joined)["step"] == 2
     assert "finished its schedule" in (out / "session.log").read_text()
+    # --join puts the piece where the next one resumes from, checked against the recorded checksum
+    dest = tmp_path / "joined_run"
+    j = subprocess.run(["bash", str(SCRIPT), "--join", str(out), str(dest)], cwd=ROOT, capture_output=True, text=True)
+    assert j.returncode == 0, j.stderr
+    assert (dest / "last.pt").read_bytes() == (tmp_path / "run" / "last.pt").read_bytes()
+    assert {p.name for p in dest.iterdir()} == {"last.pt", "config.yaml", "lens.json", "best.pt"}
+    parts[-1].write_bytes(parts[-1].read_bytes()[:-1])  # a truncated transfer
+    bad = subprocess.run(["bash", str(SCRIPT), "--join", str(out), str(dest)], cwd=ROOT, capture_output=True, text=True)
+    assert bad.returncode == 4 and "do not match the recorded checksum" in bad.stderr
+    assert (dest / "last.pt").read_bytes() == (tmp_path / "run" / "last.pt").read_bytes()  # left as it was
+    assert not (dest / ".last.pt.joining").exists()
+    none = subprocess.run(["bash", str(SCRIPT), "--join", str(tmp_path / "nothing"), str(dest)], cwd=ROOT,
+                          capture_output=True, text=True)
+    assert none.returncode == 2 and "no last.pt parts" in none.stderr
 
     out2 = tmp_path / "out2"
     out2.mkdir()
