@@ -10,7 +10,9 @@ neighbourhood has texture (:func:`aif_texture`, :func:`focus_texture`) and whose
 cost agrees with (:func:`model.defocus_sweep.cost_support`) into textureless regions, and :func:`weighted_median_depth`
 (:mod:`model.depth_filters`) removes speckles and halos; a second, shorter fit starts from that result.
 All of it runs once more from a far constant depth, and the result the stack's relative blur consistently prefers
-is kept (:attr:`RefineConfig.far_start`). :class:`RefiningRunner` wraps any runner with all of it.
+is kept (:attr:`RefineConfig.far_start`). :class:`RefiningRunner` wraps any runner with all of it. :data:`FAST_REFINE`
+(``--fast-refine``) keeps only the cheap part: the relative-blur sweep around the network's depth, then the propagation
+and median (about 3 s per 320x240 stack on two CPU threads).
 
 Why each setting is what it is (the tuning log: measurements on the tuning sets, the blur model, costs)
 is in ``docs/refine.md``. About 40 s per 5 x 240 x 320 stack and start on two CPU threads (two starts by default,
@@ -38,6 +40,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "RefineConfig",
+    "FAST_REFINE",
     "refine_prediction",
     "propagate_depth",
     "RefiningRunner",
@@ -112,6 +115,11 @@ class RefineConfig:
             right depth is cheaper by only 1-3 % but in nearly every block (tuning split, ``docs/refine.md``).
             0: the mean gain alone decides (the rule before, with gain 0.1).
         far_start_block: side of those blocks, pixels (the cost's own window: neighbouring blocks share little).
+        sweep_rounds: after the fits (and the propagation and median that follow each), this many rounds of: the
+            relative-blur sweep around the current depth (:func:`model.defocus_sweep.sweep_depth`, its default, gated
+            :class:`model.defocus_sweep.SweepConfig`; each round can move a pixel's blur code by up to the sweep's
+            band, 1.35x), then the propagation and median above. With rounds, a pass whose fit has no iterations is
+            skipped, so a config without iterations is the fast refinement, :data:`FAST_REFINE`. 0 (default): none.
     """
 
     scales: tuple[float, ...] = (0.25, 0.5, 1.0)
@@ -140,6 +148,7 @@ class RefineConfig:
     far_start_min_gain: float = 0.0
     far_start_min_t: float = 3.0
     far_start_block: int = 15
+    sweep_rounds: int = 0
 
     def validate(self) -> None:
         """Raise ``ValueError`` for settings that cannot work."""
@@ -185,18 +194,31 @@ class RefineConfig:
                 1 <= self.far_start_block <= 256):
             raise ValueError(f"refine: far_start_block must be a whole number of pixels in [1, 256], got "
                              f"{self.far_start_block!r}")
+        if isinstance(self.sweep_rounds, bool) or not isinstance(self.sweep_rounds, int) or not (
+                0 <= self.sweep_rounds <= 16):
+            raise ValueError(f"refine: sweep_rounds must be a whole number in [0, 16], got {self.sweep_rounds!r}")
         if not 1 <= self.max_radius_px <= 64:
             raise ValueError(f"refine: max_radius_px must be in [1, 64], got {self.max_radius_px}")
 
     @property
     def total_iterations(self) -> int:
-        """Gradient steps of both fits, from every start."""
-        return (int(sum(self.iterations)) + int(sum(self.second_iterations))) * (2 if self.far_start > 0 else 1)
+        """Gradient steps of both fits and sweep rounds (one step each), from every start."""
+        fits = [n for n in (int(sum(self.iterations)), int(sum(self.second_iterations)))
+                if self.sweep_rounds == 0 or n > 0]
+        return (sum(fits) + self.sweep_rounds) * (2 if self.far_start > 0 else 1)
 
     @property
     def has_second_pass(self) -> bool:
         """Whether a second fit follows the first propagation and median."""
         return int(sum(self.second_iterations)) > 0
+
+
+FAST_REFINE = RefineConfig(iterations=(0, 0, 0), second_iterations=(0, 0), far_start=0.0, sweep_rounds=1)
+"""The fast refinement (``--fast-refine``): no gradient fits; the gated relative-blur sweep around the network's depth,
+then the propagation into untrusted pixels and the colour-weighted median of the refinement (one round: chosen on 108
+tuning stacks and checked on 54 never used before, ``docs/refine.md``, "The fast refinement"). One start (a far start
+made of sweeps chose wrong far surfaces on the tuning split). About 3 s per 5 x 240 x 320 stack on two CPU threads
+(5.5 s on one; ``benchmarks/bench_refine.py --skip-full``), against 40 s per start of the full refinement."""
 
 
 def disc_matched_sigma_scale(texture: np.ndarray, diameter_px: float,
@@ -388,9 +410,22 @@ class RefiningRunner(RunnerWrapper):
         if cfg.has_second_pass:
             passes.append(replace(cfg, scales=cfg.second_scales, iterations=cfg.second_iterations))
         for stages in passes:
+            if cfg.sweep_rounds > 0 and int(sum(stages.iterations)) == 0:
+                continue  # the fast refinement: sweep rounds only
             depth, aif = refine_prediction(images, focus_m, self.lens, depth, aif, near_m, far_m, stages,
                                            device=self.device, on_iteration=tick)
             depth = self._fill(images, focus_m, depth, aif, grid)
+        if cfg.sweep_rounds > 0:
+            import torch
+
+            from model.defocus_sweep import sweep_depth
+
+            dev = self.device or ("cuda" if torch.cuda.is_available() else "cpu")  # where the fit and the fill run
+            for i in range(cfg.sweep_rounds):
+                depth = sweep_depth(images, focus_m, self.lens, depth, self.working_range_m, device=dev)
+                depth = self._fill(images, focus_m, depth, aif, grid)
+                if tick is not None:
+                    tick(i, math.nan)
         return depth, aif
 
     def _arbitrate(self, grid: _LazyCostGrid, first: tuple[np.ndarray, np.ndarray],

@@ -233,3 +233,17 @@ def test_sweep_sharpens_each_prediction_on_the_live_path(tiny_checkpoint, tmp_pa
     assert re.search(r"inference \(torch\+sweep\): 2 stacks, \d+ ms mean", r.stdout)
     d = np.load(out / "stack_000000" / "depth.npy")
     assert d.shape == (60, 80) and np.all(np.isfinite(d)) and np.all(d > 0)
+
+
+def test_fast_refine_on_the_capture_path(tiny_checkpoint, tmp_path):
+    out = tmp_path / "out"
+    r = _run(FAST + ["--model", str(tiny_checkpoint), "--count", "1", "--out", str(out), "--fast-refine"])
+    assert r.returncode == 0, r.stderr
+    assert re.search(r"inference \(torch\+refine\): 1 stacks, \d+ ms mean", r.stdout)
+    d = np.load(out / "stack_000000" / "depth.npy")
+    assert d.shape == (60, 80) and np.all(np.isfinite(d)) and np.all(d > 0)
+    assert (out / "stack_000000" / "confidence.npy").exists()
+    r = _run(FAST + ["--model", str(tiny_checkpoint), "--count", "1", "--out", str(tmp_path / "o2"), "--fast-refine",
+                     "--sweep"])
+    assert r.returncode == 2 and "--fast-refine already sweeps" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "o2").exists()

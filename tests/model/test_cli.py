@@ -144,3 +144,26 @@ def test_sweep_flags(tmp_path, dataset, tiny_checkpoint, capsys):
         run_cli(lambda: main(["--data", str(dataset), "--out", str(tmp_path / "s2"), "--checkpoint",
                               str(tiny_checkpoint), "--sweep", "--refine"]))
     assert e.value.code == 2 and "--sweep and --refine" in capsys.readouterr().err and not (tmp_path / "s2").exists()
+
+
+def test_fast_refine_flags(tmp_path, dataset, tiny_checkpoint, capsys):
+    from model.cli import run_cli
+    from model.evaluate import evaluate_folder, format_table
+    from model.predict import main
+
+    res = evaluate_folder(dataset, tiny_checkpoint, fast_refine=True)
+    assert res["fast_refined"]["stacks"] == 1 and 0 <= res["fast_refined"]["d1"] <= 1
+    assert "DAIF-Net + fast refine" in format_table(res)
+    assert main(["--data", str(dataset), "--out", str(tmp_path / "f"), "--checkpoint", str(tiny_checkpoint),
+                 "--fast-refine", "--no-figures"]) == 0
+    depth = np.load(tmp_path / "f" / "a" / "s1" / "depth.npy")
+    assert depth.shape == (40, 48) and np.all(np.isfinite(depth)) and np.all(depth > 0)
+    meta = json.loads((tmp_path / "f" / "a" / "s1" / "prediction.json").read_text())
+    assert meta["fast_refine"] is True and meta["refine"] is False and meta["runtime"].endswith("+refine")
+    for other in ("--sweep", "--refine"):  # alternatives: a clear error, nothing written
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as e:
+            run_cli(lambda: main(["--data", str(dataset), "--out", str(tmp_path / "f2"), "--checkpoint",
+                                  str(tiny_checkpoint), "--fast-refine", other]))
+        assert e.value.code == 2 and "--fast-refine is an alternative" in capsys.readouterr().err
+        assert not (tmp_path / "f2").exists()

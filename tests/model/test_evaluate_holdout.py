@@ -149,3 +149,24 @@ def test_evaluate_folder_refines_with_each_stack_s_lens(tmp_path, tiny_lens_awar
     k = blur_per_dioptre_px(CMOUNT)
     assert seen and all(blur_per_dioptre_px(lens) == pytest.approx(k, rel=1e-6) for lens, _, _ in seen)
     assert seen[0][1:] == pytest.approx((k / 13.02, k / 0.5425), rel=1e-3)
+
+
+def test_evaluate_folder_holds_back_slices_for_the_fast_refinement_through_each_stack_s_lens(tmp_path, tiny_lens_aware,
+                                                                                             monkeypatch):
+    import model.defocus_sweep as sweep_mod
+
+    seen = []
+    real = sweep_mod.sweep_depth
+    monkeypatch.setattr(sweep_mod, "sweep_depth", lambda images, focus_m, lens, *a, **k: seen.append(
+        (lens, len(focus_m))) or real(images, focus_m, lens, *a, **k))
+    write_stack(tmp_path / "data" / "a", _two_plane_stack(CMOUNT, [0.35, 0.5, 0.7, 1.0], near=0.45, far=0.9))
+    res = evaluate_folder(tmp_path / "data", tiny_lens_aware, runtime="torch", device="cpu", fast_refine=True)
+    assert res["heldout_fast_refined"]["stacks"] == 1 and res["heldout"]["stacks"] == 1
+    assert set(res["per_stack"][0]["heldout_fast_refined"]) == {"psnr", "ssim", "l1"}
+    # two inner slices held back in turn, FAST_REFINE's sweep rounds each, every one with the stack's lens and 3 kept
+    # slices
+    from model.refine import FAST_REFINE
+
+    k = blur_per_dioptre_px(CMOUNT)
+    assert len(seen) == 2 * FAST_REFINE.sweep_rounds and all(blur_per_dioptre_px(lens) == pytest.approx(k, rel=1e-6) and n == 3 for lens, n in seen)
+    assert "DAIF-Net + fast refine" in format_table(res)

@@ -528,3 +528,29 @@ def test_far_start_arbitration_with_a_consistency_test(lens):
         RefineConfig(far_start_min_t=float("nan")).validate()
     with pytest.raises(ValueError, match="far_start_block"):
         RefineConfig(far_start_block=0).validate()
+
+
+def test_sweep_rounds_walk_to_the_surface_without_gradient_fits(lens, monkeypatch):
+    # a textured plane at 3.5 m rendered with the thin lens's disc; the "network" says 2 m. One sweep round may move
+    # a pixel's blur code by the sweep's band (1.35x) only, so it stops short; four rounds reach the plane. With
+    # rounds and no fit iterations (FAST_REFINE's form) no gradient fit runs.
+    import model.refine as refine_module
+    from model.refine import FAST_REFINE
+    from model.synth.layered import render_stack_layered
+    from model.synth.textures import random_texture
+
+    aif = random_texture(np.random.default_rng(3), 64, 64, "train").astype(np.float32)
+    stack = render_stack_layered(aif, np.full((64, 64), 3.5, np.float32), FOCUS, lens).astype(np.float32)
+    monkeypatch.setattr(refine_module, "refine_prediction",
+                        lambda *a, **k: (_ for _ in ()).throw(AssertionError("the fast refinement must not fit")))
+    err = {}
+    for rounds in (1, 4):
+        pred = RefiningRunner(_FakeRunner(lens), replace(FAST_REFINE, sweep_rounds=rounds)).predict(stack, FOCUS)
+        assert pred.confidence is not None and np.array_equal(pred.aif, stack[0])  # the AIF stays the runner's
+        err[rounds] = float(np.median(np.abs(np.log(pred.depth_m / 3.5))))
+        assert replace(FAST_REFINE, sweep_rounds=rounds).total_iterations == rounds
+    assert err[1] > 0.15 and err[4] < 0.05, err
+    assert FAST_REFINE.far_start == 0 and sum(FAST_REFINE.iterations) == sum(FAST_REFINE.second_iterations) == 0
+    for bad in (-1, 17, True, 2.0):
+        with pytest.raises(ValueError, match="sweep_rounds"):
+            RefineConfig(sweep_rounds=bad).validate()
