@@ -107,8 +107,8 @@ def parse_args(argv: list[str] | None = None) -> CaptureConfig:
                    help="sharpen each depth map with the relative-blur sweep around the network's depth (model.defocus_sweep; "
                         "+~0.25-0.3 s per 320x240 stack on 2 CPU cores, in PyTorch on the CPU; more accurate, see README Results)")
     p.add_argument("--fast-refine", action="store_true",
-                   help="the fast refinement instead: that sweep, then filling untrusted and textureless pixels from "
-                        "trusted ones along colour edges (model.refine.FAST_REFINE; ~3 s per 320x240 stack on two CPU "
+                   help="the fast refinement instead: twice that sweep, each followed by filling untrusted and textureless pixels from "
+                        "trusted ones along colour edges (model.refine.FAST_REFINE; ~5.5 s per 320x240 stack on two CPU "
                         "threads, so for --count/--record runs rather than a live view on a CPU; always makes the "
                         "confidence, which its fill needs)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")

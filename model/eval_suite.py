@@ -233,7 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     s.add_argument("--refine", action="store_true", help="also test-time refinement (slow: ~80 s per stack on 2 cores with the default two starts)")
     s.add_argument("--sweep", action="store_true", help="also the network + relative-blur sweep (model.defocus_sweep; ~0.25-0.3 s per 320x240 stack on 2 CPU cores)")
     s.add_argument("--fast-refine", action="store_true",
-                   help="also the fast refinement (model.refine.FAST_REFINE: the sweep, then the refinement's fill; ~3 s per stack on two threads)")
+                   help="also the fast refinement (model.refine.FAST_REFINE: sweep + the refinement's fill, twice; ~5.5 s per stack on two threads)")
     s.add_argument("--ignore-lens", action="store_true", help="run a lens-specific model on other lenses anyway")
     s.add_argument("--shard", type=str, default=None, metavar="I/N",
                    help="score stacks I, I+N, I+2N, ... only (run N processes, then 'merge' their --json files)")

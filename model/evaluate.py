@@ -9,8 +9,8 @@ re-renders the held-back slice from the prediction through the stack's lens and 
 composite AIF from the same kept slices, re-rendered the same way).
 --refine also scores the network's predictions after test-time refinement on each stack with ground truth (model.refine;
 about 40 s per 320x240 stack and start on two CPU cores, two starts by default), next to the network alone.
---fast-refine scores the fast refinement (model.refine.FAST_REFINE: the relative-blur sweep, then filling untrusted
-pixels from trusted ones along colour edges, no gradient fits; ~3 s per 320x240 stack on two CPU threads), on stacks
+--fast-refine scores the fast refinement (model.refine.FAST_REFINE: twice the relative-blur sweep, then filling untrusted
+pixels from trusted ones along colour edges, no gradient fits; ~5.5 s per 320x240 stack on two CPU threads), on stacks
 with ground truth and, held back as above, on stacks without.
 
 examples:
@@ -289,8 +289,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sweep", action="store_true",
                    help="also score the network's depth after the relative-blur sweep (model.defocus_sweep; ~0.25-0.3 s per 320x240 stack on 2 CPU cores)")
     p.add_argument("--fast-refine", action="store_true",
-                   help="also score the fast refinement (model.refine.FAST_REFINE: the sweep, then the refinement's fill, "
-                        "no gradient fits; ~3 s per 320x240 stack on two CPU threads), with ground truth or held back")
+                   help="also score the fast refinement (model.refine.FAST_REFINE: sweep + the refinement's fill, twice, "
+                        "no gradient fits; ~5.5 s per 320x240 stack on two CPU threads), with ground truth or held back")
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
     p.add_argument("--device", default=None)
     args = p.parse_args(argv)

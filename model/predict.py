@@ -20,7 +20,7 @@ examples:
   python -m model.predict --data recordings/ --out predictions/
   python -m model.predict --data stacks/ --out pred/ --runtime onnxruntime --model daifnet.onnx
   python -m model.predict --data stacks/ --out pred/ --sweep     # +~0.3 s/stack: physics sweep around the network's depth
-  python -m model.predict --data stacks/ --out pred/ --fast-refine   # ~3 s/stack on 2 cores: sweep + fill, no gradient fits
+  python -m model.predict --data stacks/ --out pred/ --fast-refine   # ~5.5 s/stack on 2 cores: sweep + fill (twice), no gradient fits
   python -m model.predict --data stacks/ --out pred/ --refine    # slower, more accurate (model.refine)
 """
 
@@ -134,9 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "around the network's depth (model.defocus_sweep; about 0.25-0.3 s per 320x240 stack on 2 CPU cores; "
                         "on the evaluation suite's final test split, shipped model: delta1 0.67 -> 0.72, AbsRel 0.23 -> 0.20)")
     p.add_argument("--fast-refine", action="store_true",
-                   help="the fast refinement: that sweep, then filling untrusted and textureless pixels from trusted ones "
+                   help="the fast refinement: twice that sweep, each followed by filling untrusted and textureless pixels from trusted ones "
                         "along the image's colour edges, without the full refinement's gradient fits "
-                        "(model.refine.FAST_REFINE; ~3 s per 320x240 stack on two CPU threads, 5.5 s on one)")
+                        "(model.refine.FAST_REFINE; ~5.5 s per 320x240 stack on two CPU threads, 6.9 s on one)")
     p.add_argument("--refine-blur-scale", type=float, default=1.08, metavar="K",
                    help="with --refine: the fit's Gaussian blur in units of the moment-matched c/(4p); 1.08 (default) "
                         "matches a lens whose defocus blur is a uniform disc, 1.0 one whose blur is Gaussian-like")

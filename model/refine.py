@@ -12,7 +12,7 @@ cost agrees with (:func:`model.defocus_sweep.cost_support`) into textureless reg
 All of it runs once more from a far constant depth, and the result the stack's relative blur consistently prefers
 is kept (:attr:`RefineConfig.far_start`). :class:`RefiningRunner` wraps any runner with all of it. :data:`FAST_REFINE`
 (``--fast-refine``) keeps only the cheap part: the relative-blur sweep around the network's depth, then the propagation
-and median (about 3 s per 320x240 stack on two CPU threads).
+and median, twice (about 5.5 s per 320x240 stack on two CPU threads).
 
 Why each setting is what it is (the tuning log: measurements on the tuning sets, the blur model, costs)
 is in ``docs/refine.md``. About 40 s per 5 x 240 x 320 stack and start on two CPU threads (two starts by default,
@@ -213,12 +213,13 @@ class RefineConfig:
         return int(sum(self.second_iterations)) > 0
 
 
-FAST_REFINE = RefineConfig(iterations=(0, 0, 0), second_iterations=(0, 0), far_start=0.0, sweep_rounds=1)
-"""The fast refinement (``--fast-refine``): no gradient fits; the gated relative-blur sweep around the network's depth,
-then the propagation into untrusted pixels and the colour-weighted median of the refinement (one round: chosen on 108
-tuning stacks and checked on 54 never used before, ``docs/refine.md``, "The fast refinement"). One start (a far start
-made of sweeps chose wrong far surfaces on the tuning split). About 3 s per 5 x 240 x 320 stack on two CPU threads
-(5.5 s on one; ``benchmarks/bench_refine.py --skip-full``), against 40 s per start of the full refinement."""
+FAST_REFINE = RefineConfig(iterations=(0, 0, 0), second_iterations=(0, 0), far_start=0.0, sweep_rounds=2)
+"""The fast refinement (``--fast-refine``): no gradient fits; two rounds of the gated relative-blur sweep around the
+depth (the network's, then the first round's), each followed by the propagation into untrusted pixels and the
+colour-weighted median of the refinement (two rounds: chosen on 162 tuning stacks and checked on 54 never used before,
+``docs/refine.md``, "The fast refinement"). One start (a far start made of sweeps chose wrong far surfaces on the
+tuning split). A few seconds per 5 x 240 x 320 stack on the CPU (``benchmarks/bench_refine.py --skip-full``), against
+40 s per start of the full refinement."""
 
 
 def disc_matched_sigma_scale(texture: np.ndarray, diameter_px: float,
