@@ -451,13 +451,19 @@ class CostGrid:
         maps = _depth_maps(depth_maps_m, self.cost.shape[1:], "depth_maps_m")
         return _cost_at(self.cost, self.log_depths, maps)
 
+    @functools.cached_property
+    def _mean_and_low(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each pixel's mean and lowest cost over the hypotheses, float64 ``(H, W)`` each: computed on the first
+        :meth:`support` call and reused (a refinement asks for support once per propagation)."""
+        return self.cost.mean(0).astype(np.float64), self.cost.min(0).astype(np.float64)
+
     def support(self, depth_m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(agreement, distinctness)`` of a ``(H, W)`` depth map in metres, float32 ``(H, W)`` each in ``[0, 1]``
         (see :func:`cost_support`)."""
         if np.ndim(depth_m) != 2:
             raise ValueError(f"depth_m must be (H, W), got shape {np.shape(depth_m)}")
         at = self.at(np.asarray(depth_m)[None])[0]
-        mean, low = self.cost.mean(0).astype(np.float64), self.cost.min(0).astype(np.float64)
+        mean, low = self._mean_and_low
         spread = mean - low
         flat = spread < FLAT_COST_SPREAD
         agreement = np.where(flat, 0.0, np.clip((mean - at) / np.where(flat, 1.0, spread), 0.0, 1.0))

@@ -209,10 +209,9 @@ def evaluate_folder(data: Path, model: Path | None = None, runtime: str = "auto"
 
     for folder in tqdm(stacks, desc="evaluate", unit="stack", disable=len(stacks) < 2):
         st = read_stack(folder)
-        # the refiner (when used) wraps the runner: binding it binds both, so the fit uses this stack's lens
-        bind_lens(refiner or runner, st.lens, st.focus_m, str(folder / "stack.json"), ignore_lens=ignore_lens)
-        if fast is not None:
-            bind_lens(fast, st.lens, st.focus_m, str(folder / "stack.json"), ignore_lens=ignore_lens)
+        # each refiner (when used) wraps the runner: binding it binds both, so its fit uses this stack's lens
+        for bound in [w for w in (refiner, fast) if w is not None] or [runner]:
+            bind_lens(bound, st.lens, st.focus_m, str(folder / "stack.json"), ignore_lens=ignore_lens)
         row: dict[str, Any] = {"stack": str(folder.relative_to(data)) if folder != data else folder.name}
         if st.depth is not None and (st.depth > 0).any():
             pred = runner.predict(st.images, st.focus_m)

@@ -203,9 +203,8 @@ class RefineConfig:
     @property
     def total_iterations(self) -> int:
         """Gradient steps of both fits and sweep rounds (one step each), from every start."""
-        fits = [n for n in (int(sum(self.iterations)), int(sum(self.second_iterations)))
-                if self.sweep_rounds == 0 or n > 0]
-        return (sum(fits) + self.sweep_rounds) * (2 if self.far_start > 0 else 1)
+        steps = int(sum(self.iterations)) + int(sum(self.second_iterations)) + self.sweep_rounds
+        return steps * (2 if self.far_start > 0 else 1)
 
     @property
     def has_second_pass(self) -> bool:

@@ -339,13 +339,11 @@ def registration_features(rgb: np.ndarray, width: int) -> np.ndarray:
 
 
 def _scale_about_centre(img: np.ndarray, scale: float) -> np.ndarray:
-    """``out(x) = img(c + scale * (x - c))``, same size, bilinear (``c``: the image centre)."""
-    import cv2
+    """``out(x) = img(c + scale * (x - c))``, same size, bilinear, reflected at the border (``c``: the image centre):
+    the package's :func:`model.synth.frame.magnify` by ``1 / scale``."""
+    from model.synth.frame import magnify
 
-    h, w = img.shape[:2]
-    cx, cy = (w - 1) / 2.0, (h - 1) / 2.0
-    m = np.array([[scale, 0.0, cx - scale * cx], [0.0, scale, cy - scale * cy]], np.float64)
-    return cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REFLECT)
+    return magnify(img, 1.0 / scale)
 
 
 def _ncc(a: np.ndarray, b: np.ndarray) -> float:

@@ -226,22 +226,22 @@ def test_range_the_camera_cannot_focus_exits_2_with_one_line(tiny_checkpoint):
     assert "Traceback" not in r.stderr
 
 
-def test_sweep_sharpens_each_prediction_on_the_live_path(tiny_checkpoint, tmp_path):
-    out = tmp_path / "out"
-    r = _run(FAST + ["--model", str(tiny_checkpoint), "--count", "2", "--out", str(out), "--sweep"])
+def _captures_with(tiny_checkpoint, out, flag, count, runtime):
+    """``device.capture --count count flag`` runs, reports its inference as ``runtime``, and writes valid depth."""
+    r = _run(FAST + ["--model", str(tiny_checkpoint), "--count", str(count), "--out", str(out), flag])
     assert r.returncode == 0, r.stderr
-    assert re.search(r"inference \(torch\+sweep\): 2 stacks, \d+ ms mean", r.stdout)
+    assert re.search(rf"inference \({re.escape(runtime)}\): {count} stacks, \d+ ms mean", r.stdout)
     d = np.load(out / "stack_000000" / "depth.npy")
     assert d.shape == (60, 80) and np.all(np.isfinite(d)) and np.all(d > 0)
+
+
+def test_sweep_sharpens_each_prediction_on_the_live_path(tiny_checkpoint, tmp_path):
+    _captures_with(tiny_checkpoint, tmp_path / "out", "--sweep", 2, "torch+sweep")
 
 
 def test_fast_refine_on_the_capture_path(tiny_checkpoint, tmp_path):
     out = tmp_path / "out"
-    r = _run(FAST + ["--model", str(tiny_checkpoint), "--count", "1", "--out", str(out), "--fast-refine"])
-    assert r.returncode == 0, r.stderr
-    assert re.search(r"inference \(torch\+refine\): 1 stacks, \d+ ms mean", r.stdout)
-    d = np.load(out / "stack_000000" / "depth.npy")
-    assert d.shape == (60, 80) and np.all(np.isfinite(d)) and np.all(d > 0)
+    _captures_with(tiny_checkpoint, out, "--fast-refine", 1, "torch+refine")
     assert (out / "stack_000000" / "confidence.npy").exists()
     r = _run(FAST + ["--model", str(tiny_checkpoint), "--count", "1", "--out", str(tmp_path / "o2"), "--fast-refine",
                      "--sweep"])

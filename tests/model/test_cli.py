@@ -101,69 +101,57 @@ def test_finetune_is_one_command(tmp_path, tiny_checkpoint, small_stack):
     assert m.step == 1 and m.config["data"] == "folder" and m.config["init"] == str(tiny_checkpoint)
 
 
-def test_refine_flags(tmp_path, dataset, tiny_checkpoint, capsys):
+def _scores_and_predicts(tmp_path, dataset, checkpoint, flag, key, label, **evaluate_kw):
+    """``evaluate_folder(**evaluate_kw)`` scores ``key`` (shown as ``label``) and ``model.predict flag`` writes a
+    valid depth map; returns the evaluation result and the written prediction.json."""
     from model.evaluate import evaluate_folder, format_table
     from model.predict import main
 
-    res = evaluate_folder(dataset, tiny_checkpoint, refine=True)
-    assert res["refined"]["stacks"] == 1 and 0 <= res["refined"]["d1"] <= 1 and "aif_refined" in res
-    assert res["per_stack"][0]["refined"]["pixels"] > 0
-    assert "DAIF-Net + refine" in format_table(res)
-    assert main(["--data", str(dataset), "--out", str(tmp_path / "r"), "--checkpoint", str(tiny_checkpoint),
-                 "--refine", "--no-figures"]) == 0
-    depth = np.load(tmp_path / "r" / "a" / "s1" / "depth.npy")
+    res = evaluate_folder(dataset, checkpoint, **evaluate_kw)
+    assert res[key]["stacks"] == 1 and 0 <= res[key]["d1"] <= 1
+    assert label in format_table(res)
+    out = tmp_path / key
+    assert main(["--data", str(dataset), "--out", str(out), "--checkpoint", str(checkpoint), flag, "--no-figures"]) == 0
+    depth = np.load(out / "a" / "s1" / "depth.npy")
     assert depth.shape == (40, 48) and np.all(np.isfinite(depth)) and np.all(depth > 0)
+    return res, json.loads((out / "a" / "s1" / "prediction.json").read_text())
+
+
+def _refused(tmp_path, dataset, checkpoint, capsys, flags, message):
+    """``model.predict`` with ``flags`` stops with exit code 2 and ``message``, before writing anything."""
     from model.cli import run_cli
+    from model.predict import main
+
+    out = tmp_path / "refused"
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        run_cli(lambda: main(["--data", str(dataset), "--out", str(out), "--checkpoint", str(checkpoint), *flags]))
+    assert e.value.code == 2 and message in capsys.readouterr().err and not out.exists()
+
+
+def test_refine_flags(tmp_path, dataset, tiny_checkpoint, capsys):
     from model.predict import PredictConfig
     from model.refine import DISC_MATCHED_SIGMA_SCALE
 
+    res, _ = _scores_and_predicts(tmp_path, dataset, tiny_checkpoint, "--refine", "refined", "DAIF-Net + refine",
+                                  refine=True)
+    assert "aif_refined" in res and res["per_stack"][0]["refined"]["pixels"] > 0
     assert PredictConfig(data=tmp_path, out=tmp_path).refine_blur_scale == DISC_MATCHED_SIGMA_SCALE
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as e:  # a bad blur scale: a clear error before any work, nothing written
-        run_cli(lambda: main(["--data", str(dataset), "--out", str(tmp_path / "r2"), "--checkpoint",
-                              str(tiny_checkpoint), "--refine", "--refine-blur-scale", "0"]))
-    assert e.value.code == 2 and "psf_sigma_scale" in capsys.readouterr().err and not (tmp_path / "r2").exists()
+    # a bad blur scale: a clear error before any work, nothing written
+    _refused(tmp_path, dataset, tiny_checkpoint, capsys, ["--refine", "--refine-blur-scale", "0"], "psf_sigma_scale")
 
 
 def test_sweep_flags(tmp_path, dataset, tiny_checkpoint, capsys):
-    from model.cli import run_cli
-    from model.evaluate import evaluate_folder, format_table
-    from model.predict import main
-
-    res = evaluate_folder(dataset, tiny_checkpoint, sweep=True)
-    assert res["swept"]["stacks"] == 1 and 0 <= res["swept"]["d1"] <= 1
-    assert "DAIF-Net + sweep" in format_table(res)
-    assert main(["--data", str(dataset), "--out", str(tmp_path / "s"), "--checkpoint", str(tiny_checkpoint),
-                 "--sweep", "--no-figures"]) == 0
-    depth = np.load(tmp_path / "s" / "a" / "s1" / "depth.npy")
-    assert depth.shape == (40, 48) and np.all(np.isfinite(depth)) and np.all(depth > 0)
-    meta = json.loads((tmp_path / "s" / "a" / "s1" / "prediction.json").read_text())
+    _, meta = _scores_and_predicts(tmp_path, dataset, tiny_checkpoint, "--sweep", "swept", "DAIF-Net + sweep",
+                                   sweep=True)
     assert meta["sweep"] is True and meta["runtime"].endswith("+sweep")
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as e:  # sweep and refine together: a clear error, nothing written
-        run_cli(lambda: main(["--data", str(dataset), "--out", str(tmp_path / "s2"), "--checkpoint",
-                              str(tiny_checkpoint), "--sweep", "--refine"]))
-    assert e.value.code == 2 and "--sweep and --refine" in capsys.readouterr().err and not (tmp_path / "s2").exists()
+    # sweep and refine together: a clear error, nothing written
+    _refused(tmp_path, dataset, tiny_checkpoint, capsys, ["--sweep", "--refine"], "--sweep and --refine")
 
 
 def test_fast_refine_flags(tmp_path, dataset, tiny_checkpoint, capsys):
-    from model.cli import run_cli
-    from model.evaluate import evaluate_folder, format_table
-    from model.predict import main
-
-    res = evaluate_folder(dataset, tiny_checkpoint, fast_refine=True)
-    assert res["fast_refined"]["stacks"] == 1 and 0 <= res["fast_refined"]["d1"] <= 1
-    assert "DAIF-Net + fast refine" in format_table(res)
-    assert main(["--data", str(dataset), "--out", str(tmp_path / "f"), "--checkpoint", str(tiny_checkpoint),
-                 "--fast-refine", "--no-figures"]) == 0
-    depth = np.load(tmp_path / "f" / "a" / "s1" / "depth.npy")
-    assert depth.shape == (40, 48) and np.all(np.isfinite(depth)) and np.all(depth > 0)
-    meta = json.loads((tmp_path / "f" / "a" / "s1" / "prediction.json").read_text())
+    _, meta = _scores_and_predicts(tmp_path, dataset, tiny_checkpoint, "--fast-refine", "fast_refined",
+                                   "DAIF-Net + fast refine", fast_refine=True)
     assert meta["fast_refine"] is True and meta["refine"] is False and meta["runtime"].endswith("+refine")
     for other in ("--sweep", "--refine"):  # alternatives: a clear error, nothing written
-        capsys.readouterr()
-        with pytest.raises(SystemExit) as e:
-            run_cli(lambda: main(["--data", str(dataset), "--out", str(tmp_path / "f2"), "--checkpoint",
-                                  str(tiny_checkpoint), "--fast-refine", other]))
-        assert e.value.code == 2 and "--fast-refine is an alternative" in capsys.readouterr().err
-        assert not (tmp_path / "f2").exists()
+        _refused(tmp_path, dataset, tiny_checkpoint, capsys, ["--fast-refine", other], "--fast-refine is an alternative")
