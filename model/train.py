@@ -37,6 +37,25 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+#: the most frames a lens-aware fine-tune feeds the network (the shipped model was trained on 3-7)
+MAX_FINETUNE_FRAMES = 7
+
+
+def _lens_aware_finetune(data: Path) -> list[str]:
+    """Overrides for fine-tuning a lens-aware model on the stacks under ``data``: every frame of each stack (up to
+    :data:`MAX_FINETUNE_FRAMES`, one per focus bin), and the first stack's focus distances on record, instead of
+    the frames nearest the model's reference focus distances (which belong to another lens)."""
+    from model.formats import find_stacks, read_stack
+
+    found = find_stacks(data)
+    if not found:
+        return []  # the trainer says that no stacks were found
+    stacks = [read_stack(f, load_images=False) for f in found]
+    n = max(2, min(MAX_FINETUNE_FRAMES, min(len(st.focus_m) for st in stacks)))
+    focus = [float(f) for f in stacks[0].focus_m]
+    return [f"focus_m={focus}", "focus_mode=bins", f"stack_size_min={n}", f"stack_size_max={n}"]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from model.cli import UsageError, setup_logging
@@ -53,21 +72,22 @@ def main(argv: list[str] | None = None) -> int:
 
         init = args.init or default_checkpoint_path()
         src = load_checkpoint(init)
-        overrides = [f"data=folder", f"data_dir={args.finetune}", f"init={init}",
-                     f"focus_m={src.focus_m}", "lr=1e-4", "steps=2000", "warmup_steps=50"] + overrides
-        tmp_lens = None
+        auto = [f"data=folder", f"data_dir={args.finetune}", f"init={init}",
+                f"focus_m={src.focus_m}", "lr=1e-4", "steps=2000", "warmup_steps=50"]
+        lens = src.lens
+        if src.net.lens_aware:  # one model for every lens: fine-tune with the lens and focus the stacks were taken with
+            auto += _lens_aware_finetune(args.finetune)
+        overrides = auto + overrides
         if not any(o.startswith("lens=") for o in overrides):
             from model.atomic import atomic_write_json
+            from model.formats import find_stacks, read_stack
 
             out_dir = next((o.split("=", 1)[1] for o in overrides if o.startswith("out_dir=")), "runs/finetune")
             tmp_lens = Path(out_dir) / "lens.json"
-            lens = src.lens
-            if src.net.lens_aware:  # one model for every lens: fine-tune with the lens the stacks were taken with
-                from model.formats import find_stacks, read_stack
-
+            if src.net.lens_aware:
                 found = find_stacks(args.finetune)
                 if found:
-                    lens = read_stack(found[0]).lens
+                    lens = read_stack(found[0], load_images=False).lens
             atomic_write_json(tmp_lens, lens.to_dict())
             overrides.append(f"lens={tmp_lens}")
     elif args.init is not None:

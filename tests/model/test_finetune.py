@@ -62,7 +62,7 @@ def test_holdout_stacks_are_validated_not_trained_on(tmp_path, tiny_checkpoint, 
     cfg = _cfg(tmp_path, tiny_checkpoint, lens, data, "steps=6", "val_every=3", "ckpt_every=3")
     tr = Trainer(cfg, progress=False, holdout_every=5)
     start_w = {k: v.clone() for k, v in tr.net.state_dict().items()}
-    ds = tr._dataset(seed=0)
+    ds = tr.training_data(seed=0)
     trained = [ds.dataset.ds.folders[i] for i in ds.dataset.index]
     folders = find_stacks(data)
     assert len(trained) == 4 and folders[2] not in trained  # s2 is held back
@@ -165,3 +165,33 @@ def test_holdout_of_one_is_refused_before_work(tmp_path):
 
     with pytest.raises(UsageError, match="--holdout must be 0"):
         main(["--finetune", str(tmp_path), "--holdout", "1"])
+
+
+def test_lens_aware_finetune_takes_the_recorded_frames_and_focus_not_the_reference_lens_s(tmp_path, monkeypatch):
+    """A lens-aware model fine-tuned on 7-frame sweeps of another lens (0.2-1 m) trains on all seven frames at their
+    own focus distances, not on the five nearest the reference lens's 1-6 m."""
+    from model.lens import LensProfile
+    from model.train import main
+
+    board = LensProfile(0.008, 2.0, 6e-6, name="board", image_size=(40, 40))
+    focus = [0.2, 0.25, 0.3, 0.4, 0.5, 0.7, 1.0]
+    rng = np.random.default_rng(2)
+    for i in range(3):
+        write_stack(tmp_path / "rec" / f"s{i}", FocalStack(images=rng.random((7, 40, 40, 3), dtype=np.float32),
+                                                           focus_m=np.array(focus), lens=board))
+    seen: list[dict] = []
+    orig = Trainer.process_batch
+
+    def spy(self, batch, model=None):
+        seen.append({k: v for k, v in batch.items() if k in ("images", "focus_m")})
+        return orig(self, batch, model)
+
+    monkeypatch.setattr(Trainer, "process_batch", spy)
+    code = main(["--no-progress", "--finetune", str(tmp_path / "rec"), f"out_dir={tmp_path / 'ft'}", "steps=2",
+                 "val_every=2", *TINY])
+    assert code == 0 and seen
+    for batch in seen:  # training batches and the held-back stack alike
+        assert batch["images"].shape[1] == 7
+        assert torch.allclose(batch["focus_m"][0], torch.tensor(focus))
+    saved = read_checkpoint(tmp_path / "ft" / "last.pt")
+    assert saved["focus_m"] == pytest.approx(focus)
