@@ -10,6 +10,9 @@
   sharper one, blurred by the relative blur ``sqrt(|sigma_i^2 - sigma_j^2|)`` the predicted depth gives,
   must match the blurrier one (Gaussian blurs add variances). It needs no AIF: the same physics as the
   sweep of :mod:`model.defocus_sweep`, as a differentiable loss on the network's depth.
+- distillation (weight 0 unless a config sets it; ``data: distill``): the mean absolute difference of log depth
+  from a teacher's depth, the fast refinement's on the same stack (:mod:`model.distill`) — itself made from the
+  stack alone, so still no ground truth.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ __all__ = [
     "log_sharpness",
     "edge_aware_smoothness",
     "relative_blur_loss",
+    "distill_loss",
 ]
 
 
@@ -35,7 +39,8 @@ __all__ = [
 class LossWeights:
     """Weights of the loss terms (published defaults: recon 1e3, AIF blur 10, coarse-AIF blur 10,
     smoothness 10 with beta 2.5). ``coarse`` (AIF to coarse-AIF L1) and ``relblur``
-    (:func:`relative_blur_loss`, off by default) are not in the published list."""
+    (:func:`relative_blur_loss`, off by default) and ``distill`` (:func:`distill_loss`, off by default; only with
+    teacher groups, ``data: distill``) are not in the published list."""
 
     recon: float = 1e3
     aif_blur: float = 10.0
@@ -46,6 +51,7 @@ class LossWeights:
     ssim_alpha: float = 0.85
     coarse_temperature_px: float = 0.5
     relblur: float = 0.0
+    distill: float = 0.0
 
 
 def _gauss_window(size: int, sigma: float, device: torch.device, dtype: torch.dtype) -> Tensor:
@@ -172,3 +178,15 @@ def relative_blur_loss(images: Tensor, sigma: Tensor, alpha: float = 0.85, max_r
     x, y = blurred[:, :1], blurred[:, 1:]
     dssim = ((1 - ssim_map(x, y)) / 2).clamp(0, 1)
     return (alpha * dssim + (1 - alpha) * (x - y).abs()).mean()
+
+
+def distill_loss(depth_m: Tensor, teacher_depth_m: Tensor) -> Tensor:
+    """Mean ``|log d - log d_teacher|`` over the pixels (a scalar; 0.1 is about 10 % depth error).
+
+    Args:
+        depth_m: ``(B, 1, H, W)`` predicted depth, metres (> 0).
+        teacher_depth_m: ``(B, 1, H, W)`` the teacher's depth of the same stacks, metres (> 0; not differentiated).
+    """
+    if depth_m.shape != teacher_depth_m.shape:
+        raise ValueError(f"depth {tuple(depth_m.shape)} and teacher depth {tuple(teacher_depth_m.shape)} differ in shape")
+    return (depth_m.float().clamp(min=1e-6).log() - teacher_depth_m.detach().float().clamp(min=1e-6).log()).abs().mean()

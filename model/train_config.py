@@ -61,6 +61,8 @@ class TrainConfig:
     # data: "synthetic" (procedural scenes, rendered on the fly), "folder" (your focal-stack/1 folders
     # under data_dir, e.g. recorded by device.capture --record), "rgbd" (an RGB-D folder rendered on the fly)
     # or "gpu_synthetic" (procedural scenes made and rendered in PyTorch on the training device, no workers)
+    # or "distill" (crops of teacher groups under data_dir, made by python -m model.distill make: synthetic stacks
+    # labelled by the fast refinement; the loss.distill term pulls the network's depth towards the teacher's)
     data: str = "synthetic"
     data_dir: str | None = None
     focus_mode: str = "fixed"  # "fixed": the focus_m above (optionally jittered); "bins": one per focus bin
@@ -111,9 +113,9 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise ``ValueError`` for inconsistent settings, before any work is done."""
-        if self.data not in ("synthetic", "folder", "rgbd", "gpu_synthetic"):
-            raise ValueError(f"data must be synthetic, folder, rgbd or gpu_synthetic, got {self.data!r}")
-        if self.data in ("folder", "rgbd") and not self.data_dir:
+        if self.data not in ("synthetic", "folder", "rgbd", "gpu_synthetic", "distill"):
+            raise ValueError(f"data must be synthetic, folder, rgbd, gpu_synthetic or distill, got {self.data!r}")
+        if self.data in ("folder", "rgbd", "distill") and not self.data_dir:
             raise ValueError(f"data={self.data} needs data_dir=PATH")
         if self.focus_mode not in ("fixed", "bins"):
             raise ValueError(f"focus_mode must be fixed or bins, got {self.focus_mode!r}")

@@ -34,7 +34,7 @@ from model.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from model.config import config_to_dict
 from model.errors import CheckpointError
 from model.lens import LensProfile
-from model.losses import edge_aware_smoothness, log_sharpness, recon_loss, relative_blur_loss, soft_coarse_aif
+from model.losses import distill_loss, edge_aware_smoothness, log_sharpness, recon_loss, relative_blur_loss, soft_coarse_aif
 from model.network import DAIFNet, NetConfig, lens_aware_config
 from model.optics import working_range_m
 from model.train_config import TrainConfig
@@ -211,10 +211,16 @@ class Trainer:
             self.holdout_start, self.holdout_best = tuple(ho["start"]), tuple(ho.get("best") or ho["start"])  # type: ignore[assignment]
         log.info("resumed from %s at step %d", last, self.step)
 
-    def _dataset(self, seed: int):
+    def training_data(self, seed: int):
+        """The run's stream of training batches for ``seed`` (an ``IterableDataset``, or for ``gpu_synthetic``
+        a generator with ``make(i)``): synthetic, folder, RGB-D or teacher-group data as the config says."""
         from model import data as data_mod
 
         cfg = self.cfg
+        if cfg.data == "distill":  # teacher groups (model.distill): crops of stored, labelled synthetic stacks
+            from model.distill import TeacherGroups
+
+            return TeacherGroups(cfg.data_dir, cfg.crop, seed=seed)  # type: ignore[arg-type]
         common: dict[str, Any] = dict(
             lens=self.lens,
             focus_m=self.focus_m,
@@ -265,12 +271,12 @@ class Trainer:
         if self.cfg.data == "gpu_synthetic":
             # made in this process on self.device (no workers); batch i of the run is make(i) under one seed per rank,
             # so a resumed run continues the stream an uninterrupted run would have seen
-            gen = self._dataset(seed=self.cfg.seed * 1000003 + self.rank)
+            gen = self.training_data(seed=self.cfg.seed * 1000003 + self.rank)
             i = self.step
             while True:
                 yield gen.make(i)
                 i += 1
-        ds = self._dataset(seed=self.cfg.seed * 1000003 + self.step * 7 + self.rank)
+        ds = self.training_data(seed=self.cfg.seed * 1000003 + self.step * 7 + self.rank)
         loader = torch.utils.data.DataLoader(
             ds,
             batch_size=None,
@@ -307,6 +313,8 @@ class Trainer:
         depth = out.depth_m.float()
         rendered, sigma = rerender_stack(aif, depth, focus, lens, max_radius=self.cfg.max_psf_radius)
         outputs = {"aif": aif, "depth_m": depth, "sigma": sigma, "rendered": rendered, "images": images}
+        if "teacher_depth" in batch:  # data: distill (model.distill)
+            outputs["teacher_depth"] = batch["teacher_depth"].to(self.device, non_blocking=True)
         return outputs, self.compute_losses(images, outputs)
 
     def compute_losses(self, images: torch.Tensor, outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -332,6 +340,9 @@ class Trainer:
         if w.relblur > 0:
             terms["relblur"] = relative_blur_loss(images, outputs["sigma"], w.ssim_alpha, self.cfg.max_psf_radius or 16)
             total = total + w.relblur * terms["relblur"]
+        if w.distill > 0 and "teacher_depth" in outputs:
+            terms["distill"] = distill_loss(outputs["depth_m"], outputs["teacher_depth"])
+            total = total + w.distill * terms["distill"]
         terms["total"] = total
         return terms
 
@@ -347,7 +358,7 @@ class Trainer:
         """The fixed validation batches (made once): synthetic, or the held-back stacks when fine-tuning."""
         if not hasattr(self, "_val_cache"):
             if self.cfg.data in ("synthetic", "gpu_synthetic"):
-                self._val_cache = synthetic_val_batches(self.cfg, lambda seed: self._dataset(seed=seed))
+                self._val_cache = synthetic_val_batches(self.cfg, lambda seed: self.training_data(seed=seed))
             elif self.holdout_every:
                 self._val_cache = holdout_batches(self.cfg, self.lens, self.focus_m, self._held_back())
             else:

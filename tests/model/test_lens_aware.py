@@ -166,7 +166,7 @@ def test_lens_aware_training_runs_and_saves_a_blur_coded_model(tmp_path):
     tr.train()
     m = load_checkpoint(tmp_path / "run" / "last.pt")
     assert m.net.config.focus_code == "blur"
-    batch = next(iter(tr._dataset(seed=3)))
+    batch = next(iter(tr.training_data(seed=3)))
     assert "k" in batch and batch["lens"].shape == (2, 3)
 
 

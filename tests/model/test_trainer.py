@@ -140,7 +140,7 @@ def test_gpu_synthetic_data_validates_on_its_own_batches(tmp_path):
 
 def test_psf_mix_and_breathing_reach_the_training_data(tmp_path):
     tr = Trainer(_cfg(tmp_path, "steps=1", "psf_mix=[0.0,0.0,1.0]", "breathing=0.2", "psf_min_blur_px=0.29"), progress=False)
-    sc = tr._dataset(seed=1).config
+    sc = tr.training_data(seed=1).config
     assert sc.psf_mix == (0.0, 0.0, 1.0) or list(sc.psf_mix) == [0.0, 0.0, 1.0]
     assert sc.breathing == 0.2 and sc.psf_min_sigma_px == 0.29
     tr.train()
