@@ -249,13 +249,13 @@ class TeacherGroups(IterableDataset):
         }
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
-        j = 0
+        from model.data import _index_stream
+
         files: list[Path] = []
-        while True:
-            if j % self.relist_every == 0:
+        for n, j in enumerate(_index_stream(None)):  # this loader worker's share of the batch numbers
+            if n % self.relist_every == 0:
                 files = teacher_group_files(self.folder) or files
             yield self.make(j, files)
-            j += 1
 
 
 
