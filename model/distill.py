@@ -303,6 +303,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ValueError(f"--threads must be >= 1, got {args.threads}")
         if not args.config.is_file():
             raise ValueError(f"--config {args.config}: no such file")
+        if args.teacher is not None and not args.teacher.is_file():
+            raise ValueError(f"--teacher {args.teacher}: no such checkpoint")
     except ValueError as e:
         raise UsageError(str(e)) from None
     cfg = load_config(TrainConfig, args.config, args.overrides)

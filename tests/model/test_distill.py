@@ -145,4 +145,6 @@ def test_parse_groups_and_the_cli_say_what_is_wrong(tmp_path, capsys):
         main(["make", "--out", str(tmp_path / "o"), "--groups", "a:b"])
     with pytest.raises(UsageError, match="no such file"):
         main(["make", "--out", str(tmp_path / "o"), "--config", str(tmp_path / "none.yaml")])
+    with pytest.raises(UsageError, match="--teacher .*no such checkpoint"):
+        main(["make", "--out", str(tmp_path / "o"), "--teacher", str(tmp_path / "none.pt")])
     assert not (tmp_path / "o").exists()
