@@ -34,7 +34,6 @@ file, the key and the fix.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -43,6 +42,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping
 
+from model.atomic import sha256_file  # the one file digest; re-exported for the export modules
 from model.errors import FormatError
 from model.jsonfile import read_json_object
 from model.lens import LensProfile
@@ -110,15 +110,6 @@ def sidecar_path(path: str | os.PathLike[str]) -> Path:
     """The JSON file beside an export: ``X.onnx`` -> ``X.onnx.json``, ``X.engine`` -> ``X.engine.json``."""
     p = Path(path)
     return p.with_name(p.name + ".json")
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    """Hex SHA-256 of a file (streamed)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def utc_now() -> str:

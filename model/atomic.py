@@ -9,12 +9,15 @@ run still in progress.
 
 A write that runs out of disk space raises ``OSError`` with ``errno.ENOSPC`` (NumPy's short write,
 ``"N requested and M written"``, is turned into that too).
+
+:func:`sha256_file` is the one file digest (exports' sidecars, teacher groups' manifests).
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import io
 import json
 import os
@@ -25,6 +28,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 __all__ = [
+    "sha256_file",
     "atomic_write_bytes",
     "atomic_write_text",
     "atomic_write_json",
@@ -216,3 +220,12 @@ def exclusive_folder(path: str | os.PathLike[str], what: str = "another run") ->
         yield path
     finally:
         os.close(fd)
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of a file (streamed)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -33,7 +33,6 @@ at its own random place to ``crop`` pixels and flipped, with ``teacher_depth`` b
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -46,7 +45,7 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset
 
-from model.atomic import atomic_write_json, atomic_write_with
+from model.atomic import atomic_write_json, atomic_write_with, sha256_file
 
 if TYPE_CHECKING:
     from model.train_config import TrainConfig
@@ -71,14 +70,6 @@ class TeacherSpec:
     batch_size: int  # stacks per group
     seed: int  # generator seed (group i is Trainer.training_data(seed).make(i))
     config: dict[str, Any]  # the generator's TrainConfig, as a dict
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def teacher_group_files(folder: str | os.PathLike[str]) -> list[Path]:
@@ -139,7 +130,7 @@ def make_teacher_groups(cfg: "TrainConfig", out: str | os.PathLike[str], groups:
     teacher_path = Path(teacher) if teacher is not None else default_checkpoint_path()
     gen_cfg = replace(cfg, crop=size, resume=False, device="cpu", threads=threads, out_dir=str(out / "unused"))
     spec = TeacherSpec(teacher=teacher_path.name if teacher is not None else "shipped",
-                       teacher_sha256=_sha256(teacher_path), refine="fast", size=size,
+                       teacher_sha256=sha256_file(teacher_path), refine="fast", size=size,
                        batch_size=cfg.batch_size, seed=cfg.seed,
                        config={k: v for k, v in asdict(gen_cfg).items()
                                if k not in ("out_dir", "data", "data_dir", "threads", "device", "resume", "steps", "lr", "init",
