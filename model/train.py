@@ -21,6 +21,10 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from model.lens import LensProfile
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,19 +45,20 @@ def build_parser() -> argparse.ArgumentParser:
 MAX_FINETUNE_FRAMES = 7
 
 
-def _lens_aware_finetune(data: Path) -> list[str]:
+def _lens_aware_finetune(data: Path) -> tuple[list[str], "LensProfile | None"]:
     """Overrides for fine-tuning a lens-aware model on the stacks under ``data``: every frame of each stack (up to
     :data:`MAX_FINETUNE_FRAMES`, one per focus bin), and the first stack's focus distances on record, instead of
-    the frames nearest the model's reference focus distances (which belong to another lens)."""
+    the frames nearest the model's reference focus distances (which belong to another lens); and the first stack's
+    lens, to train with. ``([], None)`` when ``data`` holds no stacks (the trainer then says so)."""
     from model.formats import find_stacks, read_stack
 
     found = find_stacks(data)
     if not found:
-        return []  # the trainer says that no stacks were found
+        return [], None
     stacks = [read_stack(f, load_images=False) for f in found]
     n = max(2, min(MAX_FINETUNE_FRAMES, min(len(st.focus_m) for st in stacks)))
     focus = [float(f) for f in stacks[0].focus_m]
-    return [f"focus_m={focus}", "focus_mode=bins", f"stack_size_min={n}", f"stack_size_max={n}"]
+    return [f"focus_m={focus}", "focus_mode=bins", f"stack_size_min={n}", f"stack_size_max={n}"], stacks[0].lens
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,18 +81,15 @@ def main(argv: list[str] | None = None) -> int:
                 f"focus_m={src.focus_m}", "lr=1e-4", "steps=2000", "warmup_steps=50"]
         lens = src.lens
         if src.net.lens_aware:  # one model for every lens: fine-tune with the lens and focus the stacks were taken with
-            auto += _lens_aware_finetune(args.finetune)
+            extra, stack_lens = _lens_aware_finetune(args.finetune)
+            auto += extra
+            lens = stack_lens or lens
         overrides = auto + overrides
         if not any(o.startswith("lens=") for o in overrides):
             from model.atomic import atomic_write_json
-            from model.formats import find_stacks, read_stack
 
             out_dir = next((o.split("=", 1)[1] for o in overrides if o.startswith("out_dir=")), "runs/finetune")
             tmp_lens = Path(out_dir) / "lens.json"
-            if src.net.lens_aware:
-                found = find_stacks(args.finetune)
-                if found:
-                    lens = read_stack(found[0], load_images=False).lens
             atomic_write_json(tmp_lens, lens.to_dict())
             overrides.append(f"lens={tmp_lens}")
     elif args.init is not None:
