@@ -80,13 +80,30 @@ def teacher_group_files(folder: str | os.PathLike[str]) -> list[Path]:
     return sorted(p for p in folder.iterdir() if _GROUP_RE.match(p.name))
 
 
+# Settings written to the manifest for the reader but not compared: the teacher is identified by its SHA-256, not
+# its file name, and these training-only fields of the config do not change a single generated stack.
+_NOT_COMPARED = ("teacher",)
+_CONFIG_NOT_COMPARED = ("amp", "depth", "freeze_bn", "grad_clip", "weight_decay", "width")
+
+
+def _compared(spec: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in spec.items() if k not in _NOT_COMPARED}
+    if isinstance(out.get("config"), dict):
+        out["config"] = {k: v for k, v in out["config"].items() if k not in _CONFIG_NOT_COMPARED}
+    return out
+
+
 def _check_manifest(out: Path, spec: TeacherSpec) -> None:
     path = out / "manifest.json"
     want = json.loads(json.dumps(asdict(spec)))  # as it reads back
     if path.is_file():
-        have = json.loads(path.read_text())
-        if have != want:
-            diff = sorted(k for k in set(have) | set(want) if have.get(k) != want.get(k))
+        have, need = _compared(json.loads(path.read_text())), _compared(want)
+        if have != need:
+            diff = sorted(k for k in set(have) | set(need) if have.get(k) != need.get(k))
+            if "config" in diff:
+                diff.remove("config")
+                hc, nc = have.get("config") or {}, need.get("config") or {}
+                diff += sorted(f"config.{k}" for k in set(hc) | set(nc) if hc.get(k) != nc.get(k))
             raise ValueError(f"{out} holds teacher groups made with other settings ({', '.join(diff)} differ); "
                              f"use another --out, or delete the folder to start again")
         return

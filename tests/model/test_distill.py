@@ -53,6 +53,21 @@ def test_teacher_groups_are_made_once_labelled_within_range_and_resumable(tmp_pa
     with pytest.raises(ValueError, match="other settings.*size"):
         make_teacher_groups(cfg, out, range(4), size=48, progress=False)
     assert len(teacher_group_files(out)) == 3
+    # the teacher is known by its digest, not its file name; training-only settings do not split a folder
+    from model.checkpoint import default_checkpoint_path
+
+    copy = tmp_path / "teacher_copy.pt"
+    copy.write_bytes(default_checkpoint_path().read_bytes())
+    cfg_lr = _gen_cfg(tmp_path, weight_decay=0.1, grad_clip=5.0, width=8)
+    assert make_teacher_groups(cfg_lr, out, range(4), size=32, teacher=copy, progress=False) == [
+        out / "group_000003.npz"]
+    other = tmp_path / "other.pt"
+    other.write_bytes(copy.read_bytes() + b"\0")
+    with pytest.raises(ValueError, match="teacher_sha256"):
+        make_teacher_groups(cfg, out, range(5), size=32, teacher=other, progress=False)
+    with pytest.raises(ValueError, match=r"config\.noise"):
+        make_teacher_groups(_gen_cfg(tmp_path, noise=0.05), out, range(5), size=32, progress=False)
+    assert len(teacher_group_files(out)) == 4
 
 
 def test_teacher_groups_need_a_lens_aware_synthetic_config(tmp_path):
