@@ -10,7 +10,9 @@ examples:
   python -m model.train --finetune recordings/ out_dir=runs/mycam
 
 Fine-tuning (--finetune) runs 2,000 steps unless steps=N says otherwise, and states the expected time
-on this machine after timing its first steps. It holds back 1 in 5 of your stacks (--holdout N; at
+on this machine after timing its first steps. A lens-aware model (the shipped one) is fine-tuned with the
+recipe it was trained with (model/configs/relblur.yaml: lr 5e-5, frozen batch-norm statistics, the
+relative-blur loss) on every recorded frame at its own focus distance, with the stacks' own lens. It holds back 1 in 5 of your stacks (--holdout N; at
 least one of two or more) and validates their re-rendering loss (no depth needed) at the start and
 every val_every steps; best.pt is the best of those, the start weights until a step beats them, and
 the end says when the result is worse than where it started.
@@ -43,6 +45,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 #: the most frames a lens-aware fine-tune feeds the network (the shipped model was trained on 3-7)
 MAX_FINETUNE_FRAMES = 7
+
+#: the training recipe a lens-aware fine-tune continues with: that of the shipped model's self-supervised training
+#: (its learning rate, frozen batch-norm statistics and relative-blur loss weight); the rest of the config is the
+#: built-in defaults plus the fine-tune's own settings
+LENS_AWARE_RECIPE = Path(__file__).resolve().parent / "configs" / "relblur.yaml"
+
+
+def _lens_aware_recipe() -> list[str]:
+    """Overrides that give a lens-aware fine-tune the shipped model's recipe (:data:`LENS_AWARE_RECIPE`)."""
+    from model.config import load_config
+    from model.train_config import TrainConfig
+
+    cfg = load_config(TrainConfig, LENS_AWARE_RECIPE, [])
+    return [f"lr={cfg.lr}", f"freeze_bn={str(cfg.freeze_bn).lower()}", f"loss.relblur={cfg.loss.relblur}"]
 
 
 def _lens_aware_finetune(data: Path) -> tuple[list[str], "LensProfile | None"]:
@@ -82,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         lens = src.lens
         if src.net.lens_aware:  # one model for every lens: fine-tune with the lens and focus the stacks were taken with
             extra, stack_lens = _lens_aware_finetune(args.finetune)
-            auto += extra
+            auto = [o for o in auto if not o.startswith("lr=")] + _lens_aware_recipe() + extra
             lens = stack_lens or lens
         overrides = auto + overrides
         if not any(o.startswith("lens=") for o in overrides):

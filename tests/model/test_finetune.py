@@ -187,11 +187,22 @@ def test_lens_aware_finetune_takes_the_recorded_frames_and_focus_not_the_referen
         return orig(self, batch, model)
 
     monkeypatch.setattr(Trainer, "process_batch", spy)
+    tiny = [o for o in TINY if not o.startswith("lr=")]  # the recipe's learning rate is checked below
     code = main(["--no-progress", "--finetune", str(tmp_path / "rec"), f"out_dir={tmp_path / 'ft'}", "steps=2",
-                 "val_every=2", *TINY])
+                 "val_every=2", *tiny])
     assert code == 0 and seen
     for batch in seen:  # training batches and the held-back stack alike
         assert batch["images"].shape[1] == 7
         assert torch.allclose(batch["focus_m"][0], torch.tensor(focus))
     saved = read_checkpoint(tmp_path / "ft" / "last.pt")
     assert saved["focus_m"] == pytest.approx(focus)
+    # the shipped model's recipe (model/configs/relblur.yaml), not the generic fine-tune's lr 1e-4 and live BN
+    import yaml
+
+    used = yaml.safe_load((tmp_path / "ft" / "config.yaml").read_text())
+    assert used["lr"] == pytest.approx(5e-5) and used["freeze_bn"] is True
+    assert used["loss"]["relblur"] == pytest.approx(3000.0)
+    # and a user's own setting still wins
+    assert main(["--no-progress", "--finetune", str(tmp_path / "rec"), f"out_dir={tmp_path / 'ft2'}", "steps=1",
+                 "val_every=1", *tiny, "lr=2e-5"]) == 0
+    assert yaml.safe_load((tmp_path / "ft2" / "config.yaml").read_text())["lr"] == pytest.approx(2e-5)
