@@ -102,7 +102,8 @@ def _image_scores(rendered: np.ndarray, ref: np.ndarray) -> dict[str, float]:
     return {"psnr": psnr(rendered, ref), "ssim": ssim(rendered, ref), "l1": float(np.abs(rendered - ref).mean())}
 
 
-def holdout_scores(runner: Any, stack: Any, reference: bool = True, ignore_lens: bool = False) -> dict[str, dict[str, float]]:
+def holdout_scores(runner: Any, stack: Any, reference: bool = True, ignore_lens: bool = False,
+                   swap: bool = False) -> dict[str, dict[str, float]]:
     """Hold back each inner slice, predict from the others, re-render it; mean PSNR (dB) / SSIM / L1 over slices.
 
     For stacks without ground truth: a prediction is judged by how well the slice it was not shown, rendered
@@ -116,9 +117,12 @@ def holdout_scores(runner: Any, stack: Any, reference: bool = True, ignore_lens:
         stack: a :class:`model.formats.FocalStack` with focus distances and at least 3 frames.
         reference: also score the classical reference (:func:`classical_prediction` on the same kept slices).
         ignore_lens: see ``runner``.
+        swap: with ``reference``, also score the parts swapped, to show whether a difference comes from the depth or
+            the AIF: ``network_depth_classical_aif`` and ``classical_depth_network_aif``.
 
     Returns:
-        ``{"network": {"psnr", "ssim", "l1"}, "classical": {...}}`` (``classical`` only with ``reference``).
+        ``{"network": {"psnr", "ssim", "l1"}, "classical": {...}}`` (``classical`` only with ``reference``; the
+        swapped pairs only with ``swap``).
 
     Raises:
         ValueError: fewer than 3 frames, no focus distances, or a lens the model cannot take.
@@ -139,7 +143,8 @@ def holdout_scores(runner: Any, stack: Any, reference: bool = True, ignore_lens:
     if getattr(net, "lens_aware", False) and runner.lens != stack.lens:
         raise RuntimeError(f"{src}: the lens-aware model was not given the stack's lens")  # bind_lens's contract
     order = [int(i) for i in np.argsort(stack.focus_m, kind="stable")]
-    rows: dict[str, list[dict[str, float]]] = {"network": [], "classical": []}
+    rows: dict[str, list[dict[str, float]]] = {"network": [], "classical": [], "network_depth_classical_aif": [],
+                                               "classical_depth_network_aif": []}
     for k in order[1:-1]:
         keep = [i for i in order if i != k]
         images, focus = stack.images[keep], stack.focus_m[keep]
@@ -149,13 +154,18 @@ def holdout_scores(runner: Any, stack: Any, reference: bool = True, ignore_lens:
         if reference:
             depth, aif = classical_prediction(images, focus)
             rows["classical"].append(_image_scores(render_slice(aif, depth, focus_k, stack.lens), target))
+            if swap:
+                rows["network_depth_classical_aif"].append(
+                    _image_scores(render_slice(aif, pred.depth_m, focus_k, stack.lens), target))
+                rows["classical_depth_network_aif"].append(
+                    _image_scores(render_slice(pred.aif, depth, focus_k, stack.lens), target))
     return {name: {key: float(np.mean([r[key] for r in rs])) for key in rs[0]} for name, rs in rows.items() if rs}
 
 
 def evaluate_folder(data: Path, model: Path | None = None, runtime: str = "auto", baseline: bool = False,
                     ignore_lens: bool = False, device: str | None = None, refine: bool = False,
                     sweep: bool = False, shard: tuple[int, int] | None = None,
-                    fast_refine: bool = False) -> dict[str, Any]:
+                    fast_refine: bool = False, swap: bool = False) -> dict[str, Any]:
     """Evaluate every stack under ``data`` (with ``shard=(i, n)``: stacks i, i + n, i + 2n, ... in path order).
 
     Returns ``{"model": {...}, "refined": {...}, "baseline": {...}, "aif": .., "heldout": {...},
@@ -164,7 +174,8 @@ def evaluate_folder(data: Path, model: Path | None = None, runtime: str = "auto"
     :mod:`model.defocus_sweep`) only with ``sweep``; ``fast_refined`` (the depth after :data:`model.refine.FAST_REFINE`)
     only with ``fast_refine``; the held-back scores for stacks without ground truth, see :func:`holdout_scores`: the
     network's under ``heldout``, the classical reference's under ``heldout_classical``, with ``fast_refine`` the fast
-    refinement's under ``heldout_fast_refined``).
+    refinement's under ``heldout_fast_refined``; with ``swap`` the network's depth with the reference's AIF under
+    ``heldout_network_depth_classical_aif`` and the reverse under ``heldout_classical_depth_network_aif``).
     """
     from tqdm import tqdm
 
@@ -195,7 +206,8 @@ def evaluate_folder(data: Path, model: Path | None = None, runtime: str = "auto"
         fast = RefiningRunner(runner, FAST_REFINE, device=device)
     per_stack: list[dict[str, Any]] = []
     keys = ("model", "aif", "refined", "aif_refined", "swept", "fast_refined", "baseline", "heldout",
-            "heldout_classical", "heldout_fast_refined")
+            "heldout_classical", "heldout_fast_refined", "heldout_network_depth_classical_aif",
+            "heldout_classical_depth_network_aif")
     rows: dict[str, list[dict[str, float]]] = {k: [] for k in keys}
 
     def record(row: dict[str, Any], key: str, scores: dict[str, float]) -> None:
@@ -231,9 +243,12 @@ def evaluate_folder(data: Path, model: Path | None = None, runtime: str = "auto"
 
                 record(row, "baseline", depth_metrics(depth_from_focus(st.images, st.focus_m), st.depth))
         else:
-            held = holdout_scores(runner, st, ignore_lens=ignore_lens)
+            held = holdout_scores(runner, st, ignore_lens=ignore_lens, swap=swap)
             record(row, "heldout", held["network"])
             record(row, "heldout_classical", held["classical"])
+            for part in ("network_depth_classical_aif", "classical_depth_network_aif"):
+                if part in held:
+                    record(row, f"heldout_{part}", held[part])
             if fast is not None:
                 record(row, "heldout_fast_refined", holdout_scores(fast, st, reference=False, ignore_lens=ignore_lens)["network"])
         per_stack.append(row)
@@ -266,12 +281,25 @@ def format_table(result: dict[str, Any]) -> str:
         h = result["heldout"]
         lines.append(f"held-back slices re-rendered ({int(h['stacks'])} stacks without ground truth):")
         labels = {"heldout": "DAIF-Net", "heldout_fast_refined": "DAIF-Net + fast refine",
-                  "heldout_classical": "depth-from-focus + sharpest-pixel AIF"}
-        for name in ("heldout", "heldout_fast_refined", "heldout_classical"):
+                  "heldout_classical": "depth-from-focus + sharpest-pixel AIF",
+                  "heldout_network_depth_classical_aif": "DAIF-Net depth + sharpest-pixel AIF",
+                  "heldout_classical_depth_network_aif": "depth-from-focus + DAIF-Net AIF"}
+        for name in ("heldout", "heldout_fast_refined", "heldout_classical", "heldout_network_depth_classical_aif",
+                     "heldout_classical_depth_network_aif"):
             if name in result:
                 r = result[name]
                 lines.append(f"  {labels[name]:<38} PSNR {r['psnr']:.2f} dB, SSIM {r['ssim']:.4f}, L1 {r['l1']:.4f}")
     return "\n".join(lines)
+
+
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        i, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected I/N (e.g. 0/2), got {text!r}") from None
+    if not 0 <= i < n:
+        raise argparse.ArgumentTypeError(f"expected I/N with 0 <= I < N, got {text!r}")
+    return i, n
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -290,6 +318,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fast-refine", action="store_true",
                    help="also score the fast refinement (model.refine.FAST_REFINE: sweep + the refinement's fill, twice, "
                         "no gradient fits; ~5.5 s per 320x240 stack on two CPU threads), with ground truth or held back")
+    p.add_argument("--swap", action="store_true",
+                   help="stacks without ground truth: also re-render held-back slices from the network's depth with the "
+                        "classical AIF and the reverse, to show whether a difference lies in the depth or the AIF")
+    p.add_argument("--shard", type=_shard, default=None, metavar="I/N",
+                   help="evaluate stacks I, I+N, I+2N, ... only (N processes side by side; merge the JSON yourself)")
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
     p.add_argument("--device", default=None)
     args = p.parse_args(argv)
@@ -297,7 +330,8 @@ def main(argv: list[str] | None = None) -> int:
 
     setup_logging()
     result = evaluate_folder(args.data, args.model, args.runtime, args.baseline, args.ignore_lens, args.device,
-                             refine=args.refine, sweep=args.sweep, fast_refine=args.fast_refine)
+                             refine=args.refine, sweep=args.sweep, fast_refine=args.fast_refine, swap=args.swap,
+                             shard=args.shard)
     print(json.dumps(result, indent=2) if args.json else format_table(result))
     return 0
 

@@ -55,6 +55,17 @@ def test_evaluate_reports_metrics_and_heldout(dataset, tiny_checkpoint, capsys):
     assert res["heldout"]["stacks"] == 1 and res["heldout"]["psnr"] > 0
     assert main(["--data", str(dataset), "--checkpoint", str(tiny_checkpoint), "--json"]) == 0
     assert "abs_rel" in json.loads(capsys.readouterr().out)["model"]
+    # --shard I/N: every N-th stack from the I-th; a malformed shard is a usage error, not a traceback
+    whole = res["model"]["stacks"] + res["heldout"]["stacks"]
+    assert main(["--data", str(dataset), "--checkpoint", str(tiny_checkpoint), "--json", "--shard", "0/1"]) == 0
+    assert json.loads(capsys.readouterr().out)["stacks"] == whole == 2
+    assert main(["--data", str(dataset), "--checkpoint", str(tiny_checkpoint), "--json", "--shard", "1/2"]) == 0
+    assert json.loads(capsys.readouterr().out)["stacks"] == 1
+    for bad in ("1/1", "x", "0/0"):
+        with pytest.raises(SystemExit) as exc:
+            main(["--data", str(dataset), "--checkpoint", str(tiny_checkpoint), "--shard", bad])
+        assert exc.value.code == 2
+    capsys.readouterr()
 
 
 def test_info_json(tiny_checkpoint):

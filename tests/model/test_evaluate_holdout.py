@@ -99,6 +99,28 @@ def test_holdout_scores_the_network_and_the_classical_reference(tiny_lens_specif
         holdout_scores(runner, FocalStack(images=st.images[:2], focus_m=st.focus_m[:2], lens=REF))
 
 
+def test_holdout_swap_scores_each_part_of_the_prediction_against_the_reference():
+    """With the parts swapped, a prediction whose depth is the reference's scores like the reference when given the
+    reference's AIF, and like itself when the reference's depth takes its own AIF."""
+    from types import SimpleNamespace
+
+    st = _two_plane_stack(REF, [1.0, 1.5, 2.5, 4.0], near=1.5, far=4.0)
+
+    class SameDepthGreyAIF:  # a stand-in runner: the reference's depth, a flat grey AIF
+        lens = st.lens
+
+        def predict(self, images, focus):
+            depth, _ = classical_prediction(images, focus)
+            return SimpleNamespace(depth_m=depth, aif=np.full(images.shape[1:], 0.5, np.float32))
+
+    res = holdout_scores(SameDepthGreyAIF(), st, swap=True)
+    assert set(res) == {"network", "classical", "network_depth_classical_aif", "classical_depth_network_aif"}
+    assert res["network_depth_classical_aif"] == pytest.approx(res["classical"])
+    assert res["classical_depth_network_aif"] == pytest.approx(res["network"])
+    assert res["classical"]["psnr"] > res["network"]["psnr"] + 3  # the grey AIF is what loses
+    assert set(holdout_scores(SameDepthGreyAIF(), st)) == {"network", "classical"}
+
+
 def test_holdout_gives_a_lens_aware_model_the_stack_lens(tiny_lens_aware):
     runner = create_runner("torch", tiny_lens_aware, device="cpu", with_confidence=False)
     assert runner.lens == REF
@@ -126,6 +148,11 @@ def test_evaluate_folder_reports_both_held_back_scores(tmp_path, tiny_lens_aware
     assert set(row["heldout"]) == set(row["heldout_classical"]) == {"psnr", "ssim", "l1"}
     table = format_table(res)
     assert "DAIF-Net" in table and "depth-from-focus + sharpest-pixel AIF" in table
+    assert "heldout_network_depth_classical_aif" not in res
+    swapped = evaluate_folder(tmp_path / "data", tiny_lens_aware, runtime="torch", device="cpu", swap=True)
+    for key in ("heldout_network_depth_classical_aif", "heldout_classical_depth_network_aif"):
+        assert swapped[key]["stacks"] == 1 and set(swapped["per_stack"][0][key]) == {"psnr", "ssim", "l1"}
+    assert "DAIF-Net depth + sharpest-pixel AIF" in format_table(swapped)
 
 
 def test_evaluate_folder_refines_with_each_stack_s_lens(tmp_path, tiny_lens_aware, monkeypatch):
