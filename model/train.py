@@ -12,10 +12,11 @@ examples:
 Fine-tuning (--finetune) runs 2,000 steps unless steps=N says otherwise, and states the expected time
 on this machine after timing its first steps. A lens-aware model (the shipped one) is fine-tuned with the
 recipe it was trained with (model/configs/relblur.yaml: lr 5e-5, frozen batch-norm statistics, the
-relative-blur loss) on every recorded frame at its own focus distance, with the stacks' own lens. It holds back 1 in 5 of your stacks (--holdout N; at
-least one of two or more) and validates their re-rendering loss (no depth needed) at the start and
-every val_every steps; best.pt is the best of those, the start weights until a step beats them, and
-the end says when the result is worse than where it started.
+relative-blur loss) on every recorded frame at its own focus distance, with the stacks' own lens.
+It holds back 1 in 5 of your stacks (--holdout N; at least one of two or more) and validates their
+re-rendering loss (no depth needed) at the start and every val_every steps; best.pt is the best of
+those, the start weights until a step beats them, and the end says when the result is worse than
+where it started.
 """
 
 from __future__ import annotations
