@@ -103,7 +103,7 @@ def _image_scores(rendered: np.ndarray, ref: np.ndarray) -> dict[str, float]:
 
 
 def holdout_scores(runner: Any, stack: Any, reference: bool = True, ignore_lens: bool = False,
-                   swap: bool = False) -> dict[str, dict[str, float]]:
+                   swap: bool = False, refiner: Any = None) -> dict[str, dict[str, float]]:
     """Hold back each inner slice, predict from the others, re-render it; mean PSNR (dB) / SSIM / L1 over slices.
 
     For stacks without ground truth: a prediction is judged by how well the slice it was not shown, rendered
@@ -119,10 +119,12 @@ def holdout_scores(runner: Any, stack: Any, reference: bool = True, ignore_lens:
         ignore_lens: see ``runner``.
         swap: with ``reference``, also score the parts swapped, to show whether a difference comes from the depth or
             the AIF: ``network_depth_classical_aif`` and ``classical_depth_network_aif``.
+        refiner: a refining wrapper of ``runner`` (:class:`model.refine.RefiningRunner`): also score its refinement
+            of the same network prediction (``refined``), so the network runs once per held-back slice.
 
     Returns:
         ``{"network": {"psnr", "ssim", "l1"}, "classical": {...}}`` (``classical`` only with ``reference``; the
-        swapped pairs only with ``swap``).
+        swapped pairs only with ``swap``; ``refined`` only with ``refiner``).
 
     Raises:
         ValueError: fewer than 3 frames, no focus distances, or a lens the model cannot take.
@@ -137,6 +139,11 @@ def holdout_scores(runner: Any, stack: Any, reference: bool = True, ignore_lens:
         raise ValueError(f"{src}: held-back evaluation needs at least 3 frames, got {s}")
     if stack.focus_m is None:
         raise ValueError(f"{src}: held-back evaluation needs the frames' focus distances")
+    if refiner is not None:
+        if getattr(refiner, "inner", None) is not runner:
+            raise ValueError("refiner must wrap the runner it refines the predictions of")
+        if refiner.lens != stack.lens:  # binding the wrapper binds the runner too
+            bind_lens(refiner, stack.lens, stack.focus_m, str(src), ignore_lens=ignore_lens)
     if getattr(runner, "lens", None) != stack.lens:
         bind_lens(runner, stack.lens, stack.focus_m, str(src), ignore_lens=ignore_lens)
     net = getattr(getattr(getattr(runner, "inner", runner), "model", None), "net", None)
@@ -144,13 +151,16 @@ def holdout_scores(runner: Any, stack: Any, reference: bool = True, ignore_lens:
         raise RuntimeError(f"{src}: the lens-aware model was not given the stack's lens")  # bind_lens's contract
     order = [int(i) for i in np.argsort(stack.focus_m, kind="stable")]
     rows: dict[str, list[dict[str, float]]] = {"network": [], "classical": [], "network_depth_classical_aif": [],
-                                               "classical_depth_network_aif": []}
+                                               "classical_depth_network_aif": [], "refined": []}
     for k in order[1:-1]:
         keep = [i for i in order if i != k]
         images, focus = stack.images[keep], stack.focus_m[keep]
         target, focus_k = stack.images[k], float(stack.focus_m[k])
         pred = runner.predict(images, focus)
         rows["network"].append(_image_scores(render_slice(pred.aif, pred.depth_m, focus_k, stack.lens), target))
+        if refiner is not None:
+            ref = refiner.refine(images, focus, pred)
+            rows["refined"].append(_image_scores(render_slice(ref.aif, ref.depth_m, focus_k, stack.lens), target))
         if reference:
             depth, aif = classical_prediction(images, focus)
             rows["classical"].append(_image_scores(render_slice(aif, depth, focus_k, stack.lens), target))
@@ -243,14 +253,14 @@ def evaluate_folder(data: Path, model: Path | None = None, runtime: str = "auto"
 
                 record(row, "baseline", depth_metrics(depth_from_focus(st.images, st.focus_m), st.depth))
         else:
-            held = holdout_scores(runner, st, ignore_lens=ignore_lens, swap=swap)
+            held = holdout_scores(runner, st, ignore_lens=ignore_lens, swap=swap, refiner=fast)
             record(row, "heldout", held["network"])
             record(row, "heldout_classical", held["classical"])
             for part in ("network_depth_classical_aif", "classical_depth_network_aif"):
                 if part in held:
                     record(row, f"heldout_{part}", held[part])
             if fast is not None:
-                record(row, "heldout_fast_refined", holdout_scores(fast, st, reference=False, ignore_lens=ignore_lens)["network"])
+                record(row, "heldout_fast_refined", held["refined"])
         per_stack.append(row)
     result: dict[str, Any] = {"runtime": runner.name, "stacks": len(stacks), "per_stack": per_stack}
     for key, key_rows in rows.items():

@@ -95,6 +95,11 @@ def test_holdout_scores_the_network_and_the_classical_reference(tiny_lens_specif
     # on a clean two-plane stack the classical reference re-renders the held-back slices well, an untrained net not
     assert res["classical"]["psnr"] > 20 and res["classical"]["psnr"] > res["network"]["psnr"] + 3  # untrained net
     assert set(holdout_scores(runner, st, reference=False)) == {"network"}
+    from model.refine import FAST_REFINE, RefiningRunner
+
+    other = create_runner("torch", tiny_lens_specific, device="cpu", with_confidence=False)
+    with pytest.raises(ValueError, match="must wrap the runner"):
+        holdout_scores(runner, st, refiner=RefiningRunner(other, FAST_REFINE, device="cpu"))
     with pytest.raises(ValueError, match="at least 3 frames"):
         holdout_scores(runner, FocalStack(images=st.images[:2], focus_m=st.focus_m[:2], lens=REF))
 
@@ -186,9 +191,15 @@ def test_evaluate_folder_holds_back_slices_for_the_fast_refinement_through_each_
     real = sweep_mod.sweep_depth
     monkeypatch.setattr(sweep_mod, "sweep_depth", lambda images, focus_m, lens, *a, **k: seen.append(
         (lens, len(focus_m))) or real(images, focus_m, lens, *a, **k))
+    from model.runners import TorchRunner
+
+    calls = []
+    real_predict = TorchRunner.predict
+    monkeypatch.setattr(TorchRunner, "predict", lambda self, *a, **k: calls.append(1) or real_predict(self, *a, **k))
     write_stack(tmp_path / "data" / "a", _two_plane_stack(CMOUNT, [0.35, 0.5, 0.7, 1.0], near=0.45, far=0.9))
     res = evaluate_folder(tmp_path / "data", tiny_lens_aware, runtime="torch", device="cpu", fast_refine=True)
     assert res["heldout_fast_refined"]["stacks"] == 1 and res["heldout"]["stacks"] == 1
+    assert len(calls) == 2  # the network runs once per held-back slice; the fast refinement refines that prediction
     assert set(res["per_stack"][0]["heldout_fast_refined"]) == {"psnr", "ssim", "l1"}
     # two inner slices held back in turn, FAST_REFINE's sweep rounds each, every one with the stack's lens and 3 kept
     # slices
