@@ -139,13 +139,11 @@ def holdout_scores(runner: Any, stack: Any, reference: bool = True, ignore_lens:
         raise ValueError(f"{src}: held-back evaluation needs at least 3 frames, got {s}")
     if stack.focus_m is None:
         raise ValueError(f"{src}: held-back evaluation needs the frames' focus distances")
-    if refiner is not None:
-        if getattr(refiner, "inner", None) is not runner:
-            raise ValueError("refiner must wrap the runner it refines the predictions of")
-        if refiner.lens != stack.lens:  # binding the wrapper binds the runner too
-            bind_lens(refiner, stack.lens, stack.focus_m, str(src), ignore_lens=ignore_lens)
-    if getattr(runner, "lens", None) != stack.lens:
-        bind_lens(runner, stack.lens, stack.focus_m, str(src), ignore_lens=ignore_lens)
+    if refiner is not None and getattr(refiner, "inner", None) is not runner:
+        raise ValueError("refiner must wrap the runner it refines the predictions of")
+    bound = runner if refiner is None else refiner  # binding the wrapper binds the runner too
+    if getattr(bound, "lens", None) != stack.lens:
+        bind_lens(bound, stack.lens, stack.focus_m, str(src), ignore_lens=ignore_lens)
     net = getattr(getattr(getattr(runner, "inner", runner), "model", None), "net", None)
     if getattr(net, "lens_aware", False) and runner.lens != stack.lens:
         raise RuntimeError(f"{src}: the lens-aware model was not given the stack's lens")  # bind_lens's contract
@@ -303,13 +301,12 @@ def format_table(result: dict[str, Any]) -> str:
 
 
 def _shard(text: str) -> tuple[int, int]:
+    from model.eval_suite import parse_shard  # the one I/N parser (model.eval_suite, model.distill)
+
     try:
-        i, n = (int(v) for v in text.split("/"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected I/N (e.g. 0/2), got {text!r}") from None
-    if not 0 <= i < n:
-        raise argparse.ArgumentTypeError(f"expected I/N with 0 <= I < N, got {text!r}")
-    return i, n
+        return parse_shard(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -95,12 +95,14 @@ def main(argv: list[str] | None = None) -> int:
         init = args.init or default_checkpoint_path()
         src = load_checkpoint(init)
         auto = [f"data=folder", f"data_dir={args.finetune}", f"init={init}",
-                f"focus_m={src.focus_m}", "lr=1e-4", "steps=2000", "warmup_steps=50"]
+                f"focus_m={src.focus_m}", "steps=2000", "warmup_steps=50"]
         lens = src.lens
         if src.net.lens_aware:  # one model for every lens: fine-tune with the lens and focus the stacks were taken with
             extra, stack_lens = _lens_aware_finetune(args.finetune)
-            auto = [o for o in auto if not o.startswith("lr=")] + _lens_aware_recipe() + extra
+            auto += _lens_aware_recipe() + extra
             lens = stack_lens or lens
+        else:
+            auto.append("lr=1e-4")
         overrides = auto + overrides
         if not any(o.startswith("lens=") for o in overrides):
             from model.atomic import atomic_write_json
